@@ -1,0 +1,1 @@
+"""Extractors: pixels -> typed features. They know nothing about UNets."""

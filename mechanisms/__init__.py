@@ -1,0 +1,1 @@
+"""Injection mechanisms: features -> a change to a ComfyUI model. Pure torch plus ComfyUI hooks."""

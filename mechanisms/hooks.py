@@ -1,0 +1,255 @@
+"""The one dispatcher: a single Infuse replace patch per attention site and kind, running contributions.
+
+ComfyUI calls an `attn1` / `attn2` replace patch with the block's projected `q, k, v` and expects the
+attention output before `to_out`. For every site it patches, Infuse installs one `SiteDispatcher` there;
+mechanisms do not install patches, they register `Contribution`s. The dispatcher computes the base
+attention (ComfyUI's own optimized attention, or a replace patch another pack put at the same site
+first) and adds each active contribution:
+
+    out = base(q, k, v) + sum_i  weight_i * site_weight_i * mask_i * delta_i(q, k, v)
+
+Schedule (sigma range), CFG branch selection and spatial masks are handled here, once, for every
+mechanism alike. A contribution whose weight is 0 is skipped outright, so the output is then bit-identical
+to the unpatched model.
+
+Clone safety: `ModelPatcher.clone()` deep-copies `model_options`. Dispatchers are immutable (adding a
+contribution builds a new dispatcher) and deep-copy to themselves, so adapter weights and embeddings are
+shared between clones, never copied.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+
+from .schedule import ApplyTo, SigmaRange, check_mask_aspect, current_sigma, mask_to_tokens, normalize_mask
+from .sites import Site, SiteKey, model_sites
+
+ATTENTION_KINDS = ("attn1", "attn2")
+RUN_WRAPPER_KEY = "infuse.dispatcher.run"
+
+
+@dataclass(frozen=True)
+class SiteCall:
+    """What a contribution learns about the call it is part of."""
+    site: SiteKey
+    chunks: tuple[int, ...]   # cond (0) / uncond (1) of each chunk of rows passed to `delta`
+    chunk_size: int           # rows per chunk
+    extra_options: dict
+
+    @property
+    def heads(self) -> int:
+        return self.extra_options["n_heads"]
+
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        shape = self.extra_options["original_shape"]
+        return shape[-2], shape[-1]
+
+
+class Contribution:
+    """One mechanism's change to attention at a set of sites; subclasses implement `delta`.
+
+    `delta(q, k, v, call)` returns the unweighted addition to the attention output for the rows it is
+    given (`[rows, tokens, inner_dim]`); weight, per-site weight, schedule, CFG branch and mask are applied
+    by the dispatcher.
+    """
+
+    kind = "attn2"
+
+    def __init__(self, node: str, weight: float = 1.0, start_percent: float = 0.0, end_percent: float = 1.0,
+                 apply_to: ApplyTo | str = ApplyTo.BOTH, mask: torch.Tensor | None = None,
+                 site_weights: dict[SiteKey, float] | None = None):
+        self.node = node
+        self.weight = float(weight)
+        self.schedule = SigmaRange(start_percent, end_percent)
+        self.apply_to = ApplyTo(apply_to)
+        self.mask = normalize_mask(mask, node) if mask is not None else None
+        self.site_weights = dict(site_weights or {})
+        self._token_masks: dict[tuple, torch.Tensor] = {}
+
+    def delta(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, call: SiteCall) -> torch.Tensor:
+        raise NotImplementedError
+
+    def weight_at(self, site: SiteKey) -> float:
+        return self.weight * self.site_weights.get(site, 1.0)
+
+    def prepare_run(self, latent_shape: tuple[int, ...], model_sampling) -> None:
+        """Called once per sampling run, before the first step: bind the schedule, check inputs."""
+        self.schedule.bind(model_sampling)
+        if self.mask is not None:
+            check_mask_aspect(self.mask, tuple(latent_shape[-2:]), self.node)
+
+    def token_mask(self, n_tokens: int, call: SiteCall, like: torch.Tensor) -> torch.Tensor:
+        """The mask at this site's token grid, one row per row of `delta`, cached per run shape."""
+        key = (n_tokens, call.latent_hw, call.chunk_size, len(call.chunks), like.device, like.dtype)
+        cached = self._token_masks.get(key)
+        if cached is None:
+            tokens = mask_to_tokens(self.mask, n_tokens, call.latent_hw)        # [Bm, N, 1]
+            per_chunk = torch.arange(call.chunk_size) % tokens.shape[0]          # batch entry -> mask entry
+            cached = tokens[per_chunk.repeat(len(call.chunks))].to(like.device, like.dtype)
+            self._token_masks[key] = cached
+        return cached
+
+    def to(self, device_or_dtype):
+        """ComfyUI moves patches with the model; working copies are made lazily on the device in use."""
+        if isinstance(device_or_dtype, (torch.device, str)):
+            device = torch.device(device_or_dtype)
+            self._token_masks = {k: v for k, v in self._token_masks.items() if k[4] == device}
+        return self
+
+    def models(self) -> list:
+        """Extra ModelPatchers ComfyUI must load for this contribution (a reference UNet, say)."""
+        return []
+
+
+def _rows_of(picked: list[int], chunk: int, device) -> slice | torch.Tensor:
+    if len(picked) == 1:
+        return slice(picked[0] * chunk, (picked[0] + 1) * chunk)
+    return torch.cat([torch.arange(i * chunk, (i + 1) * chunk) for i in picked]).to(device)
+
+
+def base_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
+    """Exactly what ComfyUI's CrossAttention computes between its projections and `to_out`."""
+    from comfy.ldm.modules.attention import optimized_attention
+
+    return optimized_attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
+                               transformer_options=extra_options)
+
+
+class SiteDispatcher:
+    """The Infuse replace patch at one site for one attention kind."""
+
+    _infuse_dispatcher = True  # recognised across module reloads, where isinstance would fail
+
+    def __init__(self, site: SiteKey, kind: str, base=None, contributions: tuple[Contribution, ...] = ()):
+        self.site = site
+        self.kind = kind
+        self.base = base                   # a replace patch another pack installed here first, or None
+        self.contributions = tuple(contributions)
+
+    def with_contribution(self, contribution: Contribution) -> "SiteDispatcher":
+        return SiteDispatcher(self.site, self.kind, self.base, self.contributions + (contribution,))
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
+        if self.base is not None:
+            out = self.base(q, k, v, extra_options)
+        else:
+            out = base_attention(q, k, v, extra_options)
+        if not self.contributions:
+            return out
+
+        cond_or_uncond = extra_options.get("cond_or_uncond") or [0]
+        chunk = q.shape[0] // len(cond_or_uncond)
+        sigma = None
+        for c in self.contributions:
+            weight = c.weight_at(self.site)
+            if weight == 0.0:
+                continue
+            if not c.schedule.is_full:
+                if sigma is None:
+                    sigma = current_sigma(extra_options)
+                if sigma is not None and not c.schedule.contains(sigma):
+                    continue
+            picked = [i for i, cu in enumerate(cond_or_uncond) if c.apply_to.accepts(cu)]
+            if not picked:
+                continue
+            rows = None if len(picked) == len(cond_or_uncond) else _rows_of(picked, chunk, q.device)
+            call = SiteCall(self.site, tuple(cond_or_uncond[i] for i in picked), chunk, extra_options)
+            if rows is None:
+                d = c.delta(q, k, v, call)
+            else:
+                d = c.delta(q[rows], k[rows], v[rows], call)
+            if c.mask is not None:
+                d = d * c.token_mask(q.shape[1], call, d)
+            d = (d * weight).to(out.dtype)
+            if rows is None:
+                out = out + d
+            elif isinstance(rows, slice):
+                out = out.clone()
+                out[rows] += d
+            else:
+                out = out.index_add(0, rows, d)
+        return out
+
+    # --- ComfyUI's patch protocol -------------------------------------------------------------------
+    def __deepcopy__(self, memo):
+        if self.base is None:
+            return self
+        return SiteDispatcher(self.site, self.kind, copy.deepcopy(self.base, memo), self.contributions)
+
+    def to(self, device_or_dtype):
+        for c in self.contributions:
+            c.to(device_or_dtype)
+        base = self.base
+        if base is not None and hasattr(base, "to"):
+            base = base.to(device_or_dtype)
+        return self if base is self.base else SiteDispatcher(self.site, self.kind, base, self.contributions)
+
+    def models(self) -> list:
+        found = []
+        for source in (self.base, *self.contributions):
+            for m in getattr(source, "models", lambda: [])():
+                if all(m is not f for f in found):
+                    found.append(m)
+        return found
+
+
+def _is_dispatcher(patch) -> bool:
+    return getattr(patch, "_infuse_dispatcher", False) is True
+
+
+def install(model, kind: str, sites: Iterable[Site], contribution: Contribution | None = None) -> None:
+    """Put (or extend) the Infuse dispatcher at each site of `model`, a ModelPatcher the caller cloned."""
+    if kind not in ATTENTION_KINDS:
+        raise ValueError(f"attention kind must be one of {ATTENTION_KINDS}, got {kind!r}")
+    for site in sites:
+        replace = model.model_options["transformer_options"].get("patches_replace", {}).get(kind, {})
+        current = replace.get(site.key)
+        if _is_dispatcher(current):
+            new = current.with_contribution(contribution) if contribution is not None else current
+        else:
+            # ComfyUI falls back from (block, number, depth) to (block, number): keep whichever it would call.
+            base = current if current is not None else replace.get(site.key[:2])
+            new = SiteDispatcher(site.key, kind, base, (contribution,) if contribution is not None else ())
+        model.set_model_patch_replace(new, kind, *site.key)
+    if not model.get_wrappers(_outer_sample(), RUN_WRAPPER_KEY):
+        model.add_wrapper_with_key(_outer_sample(), RUN_WRAPPER_KEY, _prepare_run)
+
+
+def add_contribution(model, contribution: Contribution, sites: Iterable[Site] | None = None) -> None:
+    """Register a contribution at `sites` (default: every site of the model) of a cloned ModelPatcher."""
+    if sites is None:
+        sites = model_sites(model, contribution.node)
+    install(model, contribution.kind, sites, contribution)
+
+
+def dispatchers(model_options: dict) -> list[SiteDispatcher]:
+    replace = model_options.get("transformer_options", {}).get("patches_replace", {})
+    return [p for kind in ATTENTION_KINDS for p in replace.get(kind, {}).values() if _is_dispatcher(p)]
+
+
+def contributions(model_options: dict) -> list[Contribution]:
+    """Every contribution registered on a model, each once, in registration order."""
+    seen: dict[int, Contribution] = {}
+    for d in dispatchers(model_options):
+        for c in d.contributions:
+            seen.setdefault(id(c), c)
+    return list(seen.values())
+
+
+def _outer_sample():
+    import comfy.patcher_extension
+
+    return comfy.patcher_extension.WrappersMP.OUTER_SAMPLE
+
+
+def _prepare_run(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+    """Once per sampling run, before the first step: bind schedules and validate against the latent."""
+    guider = executor.class_obj
+    model_sampling = guider.model_patcher.get_model_object("model_sampling")
+    for c in contributions(guider.model_options):
+        c.prepare_run(tuple(noise.shape), model_sampling)
+    return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)

@@ -1,0 +1,71 @@
+import math
+
+import pytest
+import torch
+
+from comfyui_infuse.mechanisms.errors import InfuseError
+from comfyui_infuse.mechanisms.schedule import (ApplyTo, SigmaRange, check_mask_aspect, mask_to_tokens,
+                                                normalize_mask, token_grid)
+
+
+@pytest.mark.parametrize("latent, level_tokens", [
+    ((64, 64), [64 * 64, 32 * 32, 16 * 16, 8 * 8]),
+    ((96, 64), [96 * 64, 48 * 32, 24 * 16, 12 * 8]),
+    ((15, 9), [15 * 9, 8 * 5, 4 * 3, 2 * 2]),   # odd sides: each UNet downsample rounds up
+])
+def test_token_grid_follows_unet_downsampling(latent, level_tokens):
+    h, w = latent
+    for n in level_tokens:
+        gh, gw = token_grid(n, latent)
+        assert (gh, gw) == (h, w)
+        h, w = (h + 1) // 2, (w + 1) // 2
+
+
+def test_token_grid_rejects_counts_of_no_level():
+    with pytest.raises(ValueError):
+        token_grid(77, (64, 64))
+
+
+def test_mask_to_tokens_keeps_layout_row_major():
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :, 32:] = 1.0            # right half
+    tokens = mask_to_tokens(mask, 16 * 16, (64, 64))
+    assert tokens.shape == (1, 256, 1)
+    grid = tokens.reshape(16, 16)
+    assert torch.all(grid[:, :8] == 0) and torch.all(grid[:, 8:] == 1)
+
+
+def test_normalize_mask_accepts_2d_and_rejects_empty():
+    assert normalize_mask(torch.ones(8, 8), "N").shape == (1, 8, 8)
+    with pytest.raises(InfuseError, match="N, input 'attn_mask'"):
+        normalize_mask(torch.ones(0, 8, 8), "N")
+
+
+def test_mask_aspect_check_names_node_input_and_fix():
+    check_mask_aspect(torch.ones(1, 512, 768), (64, 96), "Infuse X")       # same aspect
+    check_mask_aspect(torch.ones(1, 60, 100), (7, 12), "Infuse X")         # 100x60 image: latent rounds down
+    with pytest.raises(InfuseError) as e:
+        check_mask_aspect(torch.ones(1, 512, 512), (64, 96), "Infuse X")
+    msg = str(e.value)
+    assert "Infuse X, input 'attn_mask'" in msg and "768x512" in msg and "Fix:" in msg
+
+
+def test_sigma_range_binds_with_model_sampling_percent_to_sigma():
+    class LinearSampling:   # stands in for a model_sampling object: sigma = 10 * (1 - percent)
+        def percent_to_sigma(self, p):
+            return 10.0 * (1.0 - p)
+
+    r = SigmaRange(0.2, 0.6)
+    r.bind(LinearSampling())
+    assert not r.is_full
+    assert r.contains(8.0) and r.contains(4.0) and r.contains(6.0)
+    assert not r.contains(8.5) and not r.contains(3.9)
+    assert SigmaRange().is_full and SigmaRange().contains(math.inf)
+    with pytest.raises(ValueError):
+        SigmaRange(0.7, 0.2)
+
+
+def test_apply_to_uses_comfy_cond_uncond_marks():
+    assert ApplyTo.COND.accepts(0) and not ApplyTo.COND.accepts(1)
+    assert ApplyTo.UNCOND.accepts(1) and not ApplyTo.UNCOND.accepts(0)
+    assert ApplyTo("both").accepts(0) and ApplyTo.BOTH.accepts(1)
