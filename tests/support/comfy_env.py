@@ -38,6 +38,12 @@ def import_comfyui() -> Path:
         raise RuntimeError("ComfyUI not found: set COMFYUI_PATH, or run ../shared/comfyui-checkout.sh")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+        import torch
+        import comfy.cli_args
+
+        # ComfyUI reads its command line at import; in-process it gets the defaults, which assume CUDA.
+        if not torch.cuda.is_available():
+            comfy.cli_args.args.cpu = True
     return root
 
 
