@@ -1,0 +1,64 @@
+"""Typed feature records that extractor nodes output and mechanism nodes consume.
+
+They are plain dataclasses of tensors, so a node output says what it holds, and `to_tensors` /
+`from_tensors` make them savable as `.safetensors` (tensors + string metadata).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass
+class ImageEmbeds:
+    """What a CLIP image encoder says about N images (the IMAGE_EMBEDS type).
+
+    `uncond_hidden` holds the encoder's penultimate states for a zero image in normalised pixel space: the
+    unconditional input of the IP-Adapter variants that eat hidden states (plus, full-face, FaceID-Plus).
+    """
+    encoder: str                              # which encoder made them, e.g. "clip_vision:1280/1024"
+    pooled: torch.Tensor                      # [N, D] projected image embeds
+    hidden: torch.Tensor                      # [N, S, H] penultimate hidden states
+    uncond_hidden: torch.Tensor               # [1, S, H]
+
+    def __len__(self) -> int:
+        return self.pooled.shape[0]
+
+    @property
+    def pooled_dim(self) -> int:
+        return self.pooled.shape[-1]
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.hidden.shape[-1]
+
+
+@dataclass
+class FaceEmbeds:
+    """Face-recognition embeddings of N faces (the FACE_EMBEDS type): raw ArcFace outputs, not normalised."""
+    model: str                                # which recogniser made them, e.g. "antelopev2"
+    embedding: torch.Tensor                   # [N, 512]
+
+    def __len__(self) -> int:
+        return self.embedding.shape[0]
+
+
+def to_tensors(record) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    tensors, meta = {}, {"infuse_type": type(record).__name__}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, torch.Tensor):
+            tensors[f.name] = value.detach().contiguous().cpu()
+        else:
+            meta[f.name] = str(value)
+    return tensors, meta
+
+
+def from_tensors(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str]):
+    if meta.get("infuse_type") != cls.__name__:
+        raise ValueError(f"the file holds {meta.get('infuse_type', 'something else')}, not {cls.__name__}")
+    kwargs = {}
+    for f in fields(cls):
+        kwargs[f.name] = tensors[f.name] if f.name in tensors else meta[f.name]
+    return cls(**kwargs)

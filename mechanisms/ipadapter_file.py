@@ -1,0 +1,130 @@
+"""An IP-Adapter file as a typed record: its projection model, its per-site K/V weights, its variant.
+
+The variant is read from keys and shapes, never from the file name:
+- base model: the number of cross-attention layers in `ip_adapter` (16 -> SD1.5, 70 -> SDXL);
+- projection: the `image_proj` layout (see projections.py);
+- what the projection eats: pooled CLIP embeds, CLIP penultimate hidden states, a face embedding, or both;
+- FaceID LoRA: present or not (`*_lora.down/up` keys on every attention processor).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import InfuseError
+from .projections import projection_from_state_dict
+from .weights import load_weights
+
+FAMILY_BY_SITES = {16: "sd15", 70: "sdxl"}
+
+# projection kind -> (variant, what the projection takes)
+VARIANTS = {
+    "linear": ("base", "pooled"),
+    "mlp": ("full_face", "hidden"),
+    "resampler": ("plus", "hidden"),
+    "faceid": ("faceid", "face"),
+    "faceid_plus": ("faceid_plus", "face+hidden"),
+}
+
+
+@dataclass(eq=False)
+class IPAdapterModel:
+    name: str
+    family: str                        # "sd15" | "sdxl"
+    variant: str                       # base, plus, full_face, faceid, faceid_portrait, faceid_plus
+    projection_kind: str
+    projection: torch.nn.Module
+    image_input: str                   # pooled | hidden | face | face+hidden
+    image_dim: int                     # width of the CLIP features the projection takes (0: face only)
+    cross_dim: int                     # width of the image tokens (the UNet's context width)
+    kv: dict[int, tuple[torch.Tensor, torch.Tensor]]   # site number (processor 2n+1) -> (to_k_ip, to_v_ip)
+    lora: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        """Image tokens per image (full-face: one per CLIP hidden state)."""
+        p = self.projection
+        return getattr(p, "tokens", None) or (p.latents.shape[1] if hasattr(p, "latents") else 257)
+
+    @property
+    def uses_clip(self) -> bool:
+        return "pooled" in self.image_input or "hidden" in self.image_input
+
+    @property
+    def uses_face(self) -> bool:
+        return "face" in self.image_input
+
+    def describe(self) -> str:
+        from .sites import family_name
+
+        return f"{family_name(self.family)} IP-Adapter {self.variant} ({self.image_input} input, {self.tokens} tokens)"
+
+
+def _split(data: dict, name: str, node: str, input_name: str) -> tuple[dict, dict]:
+    if isinstance(data.get("image_proj"), dict) and isinstance(data.get("ip_adapter"), dict):
+        return data["image_proj"], data["ip_adapter"]
+    image_proj = {k[len("image_proj."):]: v for k, v in data.items() if k.startswith("image_proj.")}
+    ip_adapter = {k[len("ip_adapter."):]: v for k, v in data.items() if k.startswith("ip_adapter.")}
+    if not image_proj or not ip_adapter:
+        raise InfuseError(node, f"'{name}' is not an IP-Adapter file (no image_proj / ip_adapter weights).",
+                          "choose an IP-Adapter model; ControlNets, LoRAs and CLIP vision models go elsewhere.",
+                          input_name=input_name)
+    return image_proj, ip_adapter
+
+
+def parse_ipadapter(data: dict, name: str, node: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
+    image_proj, ip_sd = _split(data, name, node, input_name)
+    numbers = sorted(int(m.group(1)) for k in ip_sd if (m := re.fullmatch(r"(\d+)\.to_k_ip\.weight", k)))
+    family = FAMILY_BY_SITES.get(len(numbers))
+    if family is None or numbers != list(range(1, 2 * len(numbers), 2)):
+        raise InfuseError(node, f"'{name}' has {len(numbers)} image cross-attention layers; SD1.5 adapters have "
+                                "16 and SDXL adapters 70 (at odd indices 1, 3, ...).",
+                          "the file is damaged or for another model family; use an SD1.5 or SDXL IP-Adapter.",
+                          input_name=input_name)
+    try:
+        kind, projection = projection_from_state_dict(image_proj)
+    except (KeyError, ValueError, RuntimeError, IndexError) as e:
+        raise InfuseError(node, f"'{name}' has an image projection this pack does not know ({e}).",
+                          "use one of the IP-Adapter files listed in the README.", input_name=input_name) from e
+    variant, image_input = VARIANTS[kind]
+    kv = {n // 2: (ip_sd[f"{n}.to_k_ip.weight"], ip_sd[f"{n}.to_v_ip.weight"]) for n in numbers}
+    lora = {k: v for k, v in ip_sd.items() if "_lora." in k}
+    if kind == "faceid" and not lora:
+        variant = "faceid_portrait"
+    cross_dims = {w.shape[1] for k, _ in kv.values() for w in (k,)}
+    token_dim = _token_dim(projection)
+    if cross_dims != {token_dim}:
+        raise InfuseError(node, f"'{name}' is inconsistent: its image tokens are {token_dim} wide but its "
+                                f"attention layers take {sorted(cross_dims)}.",
+                          "the file is damaged; download it again.", input_name=input_name)
+    return IPAdapterModel(name=name, family=family, variant=variant, projection_kind=kind, projection=projection,
+                          image_input=image_input, image_dim=_image_dim(kind, image_proj), cross_dim=token_dim,
+                          kv=kv, lora=lora)
+
+
+def _token_dim(projection) -> int:
+    for key in ("norm_out.weight", "norm.weight", "proj.3.weight"):
+        t = projection.state_dict().get(key)
+        if t is not None:
+            return t.shape[0]
+    raise ValueError("projection without an output norm")
+
+
+def _image_dim(kind: str, sd: dict) -> int:
+    if kind == "linear":
+        return sd["proj.weight"].shape[1]
+    if kind == "mlp":
+        return sd["proj.0.weight"].shape[1]
+    if kind == "resampler":
+        return sd["proj_in.weight"].shape[1]
+    if kind == "faceid_plus":
+        return sd["perceiver_resampler.proj_in.weight"].shape[1]
+    return 0
+
+
+def load_ipadapter(path: str, node: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
+    import os
+
+    return parse_ipadapter(load_weights(path, node, input_name), os.path.basename(path), node, input_name)
