@@ -36,9 +36,18 @@ class ImageEmbeds:
 
 @dataclass
 class FaceEmbeds:
-    """Face-recognition embeddings of N faces (the FACE_EMBEDS type): raw ArcFace outputs, not normalised."""
+    """Face-recognition embeddings of N faces (the FACE_EMBEDS type).
+
+    `embedding` is the recogniser's raw output (InstantID, FaceID Portrait unnorm use it); `normed` is the same
+    scaled to unit length (IP-Adapter FaceID, FaceID-Plus and Portrait use it, as insightface's
+    `normed_embedding`)."""
     model: str                                # which recogniser made them, e.g. "antelopev2"
-    embedding: torch.Tensor                   # [N, 512]
+    embedding: torch.Tensor                   # [N, 512] raw
+    normed: torch.Tensor                      # [N, 512] unit length
+
+    @classmethod
+    def from_raw(cls, model: str, embedding: torch.Tensor) -> "FaceEmbeds":
+        return cls(model, embedding, embedding / embedding.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
     def __len__(self) -> int:
         return self.embedding.shape[0]

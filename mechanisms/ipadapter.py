@@ -1,6 +1,8 @@
 """IP-Adapter: image features -> image tokens (once per run) -> decoupled cross-attention at every site."""
 from __future__ import annotations
 
+import re
+
 import torch
 
 from ..extractors.features import FaceEmbeds, ImageEmbeds
@@ -48,7 +50,10 @@ def image_tokens(adapter: IPAdapterModel, node: str, embeds: ImageEmbeds | None 
     n = len(faces) if adapter.uses_face else len(embeds)
     inputs: list[tuple[torch.Tensor, torch.Tensor]] = []          # (cond, uncond) per projection argument
     if adapter.uses_face:
-        face = faces.embedding.float()
+        if adapter.image_input == "face_raw":
+            face = faces.embedding.float()[:, None]          # Portrait unnorm: a 1-token sequence per face
+        else:
+            face = faces.normed.float()
         inputs.append((face, torch.zeros_like(face)))
     if adapter.image_input == "pooled":
         _check_width(embeds.pooled_dim, adapter.image_dim, adapter, "pooled embeds", node, "clip_vision")
@@ -71,17 +76,57 @@ def image_tokens(adapter: IPAdapterModel, node: str, embeds: ImageEmbeds | None 
     return cond.reshape(1, -1, cond.shape[-1]), uncond.reshape(1, -1, uncond.shape[-1])
 
 
-def apply_ipadapter(model, adapter: IPAdapterModel, cond: torch.Tensor, uncond: torch.Tensor, node: str,
-                    **schedule) -> DecoupledCrossAttention:
-    """Register the adapter's decoupled cross-attention on `model` (a clone the caller owns)."""
+def check_family(model, adapter: IPAdapterModel, node: str) -> None:
     family = model_family(model, node)
     if adapter.family != family:
         raise InfuseError(node, f"'{adapter.name}' is an {family_name(adapter.family)} IP-Adapter but the model "
                                 f"is {family_name(family)}.",
                           f"use an {family_name(family)} IP-Adapter with this model, or an "
                           f"{family_name(adapter.family)} checkpoint.", input_name="ipadapter")
+
+
+def apply_ipadapter(model, adapter: IPAdapterModel, cond: torch.Tensor, uncond: torch.Tensor, node: str,
+                    **schedule) -> DecoupledCrossAttention:
+    """Register the adapter's decoupled cross-attention on `model` (a clone the caller owns)."""
+    check_family(model, adapter, node)
     sites = model_sites(model, node)
     kv = site_kv_weights(adapter.kv, sites, node, f"'{adapter.name}'")
     contribution = DecoupledCrossAttention(node, kv, cond, uncond, **schedule)
     add_contribution(model, contribution, sites)
     return contribution
+
+
+_LORA_KEY = re.compile(r"(\d+)\.(to_q|to_k|to_v|to_out)_lora\.down\.weight")
+_LORA_MODULE = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out.0"}
+
+
+def faceid_lora_patches(adapter: IPAdapterModel, sites) -> dict:
+    """FaceID's LoRA (q/k/v/out of every attention processor, scale 1 as in the reference) as ComfyUI weight
+    patches keyed by the model's own parameter names. Processor 2n is site n's attn1, 2n+1 its attn2."""
+    from comfy.weight_adapter.lora import LoRAAdapter
+
+    patches = {}
+    for key, down in adapter.lora.items():
+        m = _LORA_KEY.fullmatch(key)
+        if m is None:
+            continue
+        index, proj = int(m.group(1)), m.group(2)
+        site = sites[index // 2]
+        attn = "attn1" if index % 2 == 0 else "attn2"
+        up = adapter.lora[f"{index}.{proj}_lora.up.weight"]
+        target = f"diffusion_model.{site.path}.{attn}.{_LORA_MODULE[proj]}.weight"
+        patches[target] = LoRAAdapter(set(), (up, down, None, None, None, None))
+    return patches
+
+
+def apply_faceid_lora(model, adapter: IPAdapterModel, strength: float, node: str) -> int:
+    """Add the file's FaceID LoRA to `model` (a clone) through ComfyUI's weight patches; returns the count."""
+    check_family(model, adapter, node)
+    if not adapter.lora or strength == 0.0:
+        return 0
+    patches = faceid_lora_patches(adapter, model_sites(model, node))
+    applied = model.add_patches(patches, strength)
+    if len(applied) != len(patches):
+        raise InfuseError(node, f"'{adapter.name}': {len(patches) - len(applied)} of its LoRA weights match no layer "
+                                "of the model.", "use an adapter made for this model family.", input_name="model")
+    return len(applied)

@@ -27,6 +27,7 @@ VARIANTS = {
     "faceid": ("faceid", "face"),
     "faceid_plus": ("faceid_plus", "face+hidden"),
 }
+FACE_EMBEDDING_DIM = 512     # ArcFace; no CLIP encoder has hidden states this wide (1024, 1280, 1664)
 
 
 @dataclass(eq=False)
@@ -36,7 +37,7 @@ class IPAdapterModel:
     variant: str                       # base, plus, full_face, faceid, faceid_portrait, faceid_plus
     projection_kind: str
     projection: torch.nn.Module
-    image_input: str                   # pooled | hidden | face | face+hidden
+    image_input: str                   # pooled | hidden | face | face_raw | face+hidden
     image_dim: int                     # width of the CLIP features the projection takes (0: face only)
     cross_dim: int                     # width of the image tokens (the UNet's context width)
     kv: dict[int, tuple[torch.Tensor, torch.Tensor]]   # site number (processor 2n+1) -> (to_k_ip, to_v_ip)
@@ -93,6 +94,8 @@ def parse_ipadapter(data: dict, name: str, node: str, input_name: str = "ipadapt
     lora = {k: v for k, v in ip_sd.items() if "_lora." in k}
     if kind == "faceid" and not lora:
         variant = "faceid_portrait"
+    if kind == "resampler" and image_proj["proj_in.weight"].shape[1] == FACE_EMBEDDING_DIM:
+        variant, image_input = "faceid_portrait_unnorm", "face_raw"    # SDXL Portrait unnorm: raw ArcFace in
     cross_dims = {w.shape[1] for k, _ in kv.values() for w in (k,)}
     token_dim = _token_dim(projection)
     if cross_dims != {token_dim}:
@@ -118,7 +121,8 @@ def _image_dim(kind: str, sd: dict) -> int:
     if kind == "mlp":
         return sd["proj.0.weight"].shape[1]
     if kind == "resampler":
-        return sd["proj_in.weight"].shape[1]
+        dim = sd["proj_in.weight"].shape[1]
+        return 0 if dim == FACE_EMBEDDING_DIM else dim
     if kind == "faceid_plus":
         return sd["perceiver_resampler.proj_in.weight"].shape[1]
     return 0

@@ -29,6 +29,7 @@ class Site:
     inner_dim: int      # width of q/k/v after projection (heads * dim_head)
     heads: int
     context_dim: int    # width of the cross-attention context (text tokens) at this site
+    path: str           # module path in the diffusion model, e.g. "input_blocks.1.1.transformer_blocks.0"
 
     @property
     def key(self) -> SiteKey:
@@ -38,16 +39,16 @@ class Site:
         return f"{self.block}:{self.number}:{self.depth}"
 
 
-def _transformer_sites(block_name: str, number: int, module) -> list[Site]:
+def _transformer_sites(block_name: str, number: int, module, prefix: str) -> list[Site]:
     from comfy.ldm.modules.attention import SpatialTransformer
 
     sites = []
-    for layer in module:
+    for position, layer in enumerate(module):
         if not isinstance(layer, SpatialTransformer):
             continue
         for depth, tb in enumerate(layer.transformer_blocks):
             sites.append(Site(block_name, number, depth, tb.attn2.to_q.out_features, tb.n_heads,
-                              tb.attn2.to_k.in_features))
+                              tb.attn2.to_k.in_features, f"{prefix}.{position}.transformer_blocks.{depth}"))
     return sites
 
 
@@ -55,11 +56,11 @@ def discover_sites(diffusion_model) -> list[Site]:
     """Every transformer block of an openaimodel UNet, in attention-processor order."""
     found: dict[str, list[Site]] = {"input": [], "middle": [], "output": []}
     for i, module in enumerate(diffusion_model.input_blocks):
-        found["input"] += _transformer_sites("input", i, module)
+        found["input"] += _transformer_sites("input", i, module, f"input_blocks.{i}")
     if getattr(diffusion_model, "middle_block", None) is not None:
-        found["middle"] += _transformer_sites("middle", 0, diffusion_model.middle_block)
+        found["middle"] += _transformer_sites("middle", 0, diffusion_model.middle_block, "middle_block")
     for i, module in enumerate(diffusion_model.output_blocks):
-        found["output"] += _transformer_sites("output", i, module)
+        found["output"] += _transformer_sites("output", i, module, f"output_blocks.{i}")
     return [s for block in _PROCESSOR_ORDER for s in found[block]]
 
 

@@ -23,6 +23,7 @@ VARIANTS = {
     "faceid": dict(kind="faceid", id_dim=512, lora=4),
     "faceid_portrait": dict(kind="faceid", id_dim=512, tokens=16),
     "faceid_plus": dict(kind="faceid_plus", id_dim=512, clip_hidden=CLIP_HIDDEN, lora=4),
+    "faceid_portrait_unnorm": dict(kind="resampler", clip_hidden=512, resampler_dim=128, tokens=16),
 }
 
 
@@ -45,7 +46,7 @@ def features(n_images, seed=5):
     g = torch.Generator().manual_seed(seed)
     embeds = ImageEmbeds("test", torch.randn(n_images, CLIP_POOLED, generator=g),
                          torch.randn(n_images, SEQ, CLIP_HIDDEN, generator=g), torch.randn(1, SEQ, CLIP_HIDDEN, generator=g))
-    faces = FaceEmbeds("test", torch.randn(n_images, 512, generator=g) * 20)
+    faces = FaceEmbeds.from_raw("test", torch.randn(n_images, 512, generator=g) * 20)
     return embeds, faces
 
 
@@ -65,7 +66,9 @@ def diffusers_image_embeds(variant, embeds, faces, unet):
     if variant == "faceid_plus":
         layer = unet.encoder_hid_proj.image_projection_layers[0]
         layer.clip_embeds, layer.shortcut, layer.shortcut_scale = two(embeds.hidden), True, 0.8
-    return two(faces.embedding)
+    if variant == "faceid_portrait_unnorm":
+        return two(faces.embedding[:, None])
+    return two(faces.normed)
 
 
 @pytest.mark.parametrize("n_images", [1, 2], ids=["1 image", "2 images concat"])
