@@ -1,0 +1,156 @@
+"""CLIP image encoders -> ImageEmbeds (pooled embeds, penultimate hidden states, the zero image's states).
+
+Two sources: ComfyUI's own CLIP_VISION objects (CLIPVisionLoader) and open-clip image towers built from an
+architecture name and a local weights file. Preprocessing is CLIP's: shortest side to the model's size with
+bicubic resampling, centre crop, CLIP mean/std; `pad` and `squash` keep the whole image instead.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..mechanisms.errors import InfuseError
+from .deps import require
+from .features import ImageEmbeds
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+CROP_MODES = ("crop", "pad", "squash")
+MAX_SIDE = 8192
+
+# (hidden width, embed width) of ComfyUI's CLIP vision configs -> the name users know them by
+KNOWN_ENCODERS = {(1280, 1024): "ViT-H-14", (1664, 1280): "ViT-bigG-14", (1024, 768): "ViT-L-14"}
+
+
+def as_rgb(images: torch.Tensor, node: str, input_name: str = "image") -> torch.Tensor:
+    """ComfyUI IMAGE [B, H, W, C] with 1, 3 or 4 channels -> [B, H, W, 3]; bad batches are errors."""
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise InfuseError(node, f"the image batch has shape {tuple(images.shape)}; it must hold at least one image.",
+                          "connect a Load Image node (or a batch with images in it).", input_name=input_name)
+    h, w, c = images.shape[1:]
+    if c not in (1, 3, 4):
+        raise InfuseError(node, f"images with {c} channels are not supported.",
+                          "convert the image to RGB first.", input_name=input_name)
+    if max(h, w) > MAX_SIDE:
+        raise InfuseError(node, f"the image is {w}x{h}; sides above {MAX_SIDE} pixels are refused "
+                                "(a CLIP encoder sees 224 pixels anyway).",
+                          "downscale it first (Upscale Image By 0.25, say).", input_name=input_name)
+    if c == 1:
+        return images.expand(-1, -1, -1, 3)
+    return images[..., :3]   # RGBA: alpha dropped, as ComfyUI's own CLIP preprocessing does
+
+
+def preprocess(images: torch.Tensor, size: int, mean=OPENAI_MEAN, std=OPENAI_STD, mode: str = "crop") -> torch.Tensor:
+    """[B, H, W, 3] in 0..1 -> normalised [B, 3, size, size], exactly as ComfyUI's clip_preprocess for crop /
+    squash (bicubic with antialias, 8-bit rounding, CLIP mean/std); pad first pads to a square with black."""
+    x = images.movedim(-1, 1).float()
+    if mode == "pad":
+        h, w = x.shape[-2:]
+        side = max(h, w)
+        top, left = (side - h) // 2, (side - w) // 2
+        x = F.pad(x, (left, side - w - left, top, side - h - top), value=0.0)
+    if x.shape[-2:] != (size, size):
+        if mode == "squash":
+            target = (size, size)
+        else:
+            scale = size / min(x.shape[-2:])
+            target = (round(scale * x.shape[-2]), round(scale * x.shape[-1]))
+        x = F.interpolate(x, size=target, mode="bicubic", antialias=True)
+        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+        x = x[:, :, top:top + size, left:left + size]
+    x = torch.clip(255.0 * x, 0, 255).round() / 255.0
+    mean = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class ComfyClipVision:
+    """Adapter over ComfyUI's ClipVisionModel (the CLIP_VISION type)."""
+
+    def __init__(self, clip_vision):
+        self.cv = clip_vision
+        self.size = clip_vision.image_size
+        self.mean, self.std = clip_vision.image_mean, clip_vision.image_std
+        vm = clip_vision.model
+        hidden = vm.vision_model.embeddings.patch_embedding.out_channels
+        embed = vm.visual_projection.out_features
+        self.name = "clip_vision:" + KNOWN_ENCODERS.get((hidden, embed), f"{hidden}/{embed}")
+
+    @torch.no_grad()
+    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import comfy.model_management as mm
+
+        mm.load_model_gpu(self.cv.patcher)
+        out = self.cv.model(pixel_values=pixels.to(self.cv.load_device), intermediate_output=-2)
+        return out[2].float().cpu(), out[1].float().cpu()
+
+
+class OpenClipVision:
+    """An open-clip image tower (`model.visual`) under ComfyUI's model management (the INFUSE_CLIP_VISION type)."""
+
+    def __init__(self, arch: str, visual: torch.nn.Module):
+        import comfy.model_management as mm
+        import comfy.model_patcher
+
+        self.arch = arch
+        self.name = f"open_clip:{arch}"
+        self.visual = visual.eval().requires_grad_(False)
+        size = visual.image_size
+        self.size = size[0] if isinstance(size, (tuple, list)) else size
+        self.mean = getattr(visual, "image_mean", None) or OPENAI_MEAN
+        self.std = getattr(visual, "image_std", None) or OPENAI_STD
+        self.patcher = comfy.model_patcher.ModelPatcher(visual, load_device=mm.get_torch_device(),
+                                                        offload_device=mm.unet_offload_device())
+
+    @torch.no_grad()
+    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import comfy.model_management as mm
+
+        mm.load_model_gpu(self.patcher)
+        p = next(self.visual.parameters())
+        n_blocks = len(self.visual.transformer.resblocks)
+        out = self.visual.forward_intermediates(pixels.to(p.device, p.dtype), indices=[n_blocks - 2],
+                                                output_fmt="NLC", output_extra_tokens=True)
+        hidden = torch.cat([out["image_intermediates_prefix"][0], out["image_intermediates"][0]], dim=1)
+        return out["image_features"].float().cpu(), hidden.float().cpu()
+
+
+def load_open_clip(arch: str, path: str, node: str) -> OpenClipVision:
+    """Build `arch` with open-clip (no download) and load the image tower from a local weights file."""
+    from ..mechanisms.weights import load_weights
+
+    open_clip = require("open_clip", node)
+    if arch not in open_clip.list_models():
+        raise InfuseError(node, f"open-clip has no architecture '{arch}'.",
+                          "use one of: ViT-H-14, ViT-bigG-14, ViT-L-14, EVA02-L-14-336 (open_clip.list_models()).",
+                          input_name="architecture")
+    sd = load_weights(path, node, "clip_name")
+    visual_sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")} or sd
+    model = open_clip.create_model(arch, pretrained=None, device="cpu")
+    try:
+        model.visual.load_state_dict(visual_sd, strict=True)
+    except RuntimeError as e:
+        raise InfuseError(node, f"the weights file does not hold a {arch} image tower "
+                                f"({str(e).splitlines()[0]}...).",
+                          "choose the architecture the file was trained as, or another file.",
+                          input_name="clip_name") from e
+    return OpenClipVision(arch, model.visual)
+
+
+def encode(encoder, images: torch.Tensor, node: str, mode: str = "crop", input_name: str = "image") -> ImageEmbeds:
+    """Encode a batch of images, one at a time (ComfyUI's progress bar follows), plus the zero image."""
+    import comfy.utils
+
+    if mode not in CROP_MODES:
+        raise InfuseError(node, f"crop mode must be one of {CROP_MODES}.", "", input_name="crop")
+    images = as_rgb(images, node, input_name)
+    pooled, hidden = [], []
+    bar = comfy.utils.ProgressBar(images.shape[0])
+    for image in images:
+        p, h = encoder(preprocess(image[None], encoder.size, encoder.mean, encoder.std, mode))
+        pooled.append(p)
+        hidden.append(h)
+        bar.update(1)
+    # the unconditional input of the hidden-state variants: a zero image in normalised pixel space
+    _, uncond = encoder(torch.zeros(1, 3, encoder.size, encoder.size))
+    return ImageEmbeds(encoder.name, torch.cat(pooled), torch.cat(hidden), uncond)
