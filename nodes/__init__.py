@@ -1,9 +1,19 @@
 """ComfyUI nodes of the pack (V3 schema). Nodes stay thin: the work is in extractors/ and mechanisms/."""
 from comfy_api.latest import ComfyExtension, io
 
+from .clip_nodes import InfuseEncodeImage, InfuseLoadOpenClip
+from .embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSaveEmbeds
 from .inspect_model import InfuseAttentionSites
+from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader
 
 NODES: list[type[io.ComfyNode]] = [
+    InfuseIPAdapterLoader,
+    InfuseLoadOpenClip,
+    InfuseEncodeImage,
+    InfuseIPAdapter,
+    InfuseSaveEmbeds,
+    InfuseLoadImageEmbeds,
+    InfuseLoadFaceEmbeds,
     InfuseAttentionSites,
 ]
 

@@ -1,0 +1,107 @@
+"""Save and load IMAGE_EMBEDS / FACE_EMBEDS as .safetensors (tensors + metadata naming the encoder)."""
+import os
+
+import folder_paths
+from comfy_api.latest import io, ui
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..extractors.features import FaceEmbeds, ImageEmbeds, from_tensors, to_tensors
+from ..mechanisms.errors import InfuseError
+from .clip_nodes import resolve_encoder
+from .types import FaceEmbedsType, ImageEmbedsType, OpenClipType
+
+
+def _embeds_files() -> list[str]:
+    root = folder_paths.get_input_directory()
+    found = []
+    for folder, _, files in os.walk(root):
+        found += [os.path.relpath(os.path.join(folder, f), root) for f in files if f.endswith(".safetensors")]
+    return sorted(found)
+
+
+class InfuseSaveEmbeds(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="InfuseSaveEmbeds", display_name="Infuse Save Embeds", category="infuse/extract",
+            description="Saves image or face embeds to the output folder as .safetensors; move the file to the "
+                        "input folder to load it with Infuse Load Image/Face Embeds.",
+            inputs=[ImageEmbedsType.Input("image_embeds", optional=True, tooltip="Embeds to save."),
+                    FaceEmbedsType.Input("face_embeds", optional=True, tooltip="Or face embeds to save."),
+                    io.String.Input("filename_prefix", default="infuse/embeds", tooltip="Path under output/.")],
+            outputs=[io.String.Output("path", tooltip="The saved file, relative to the output folder.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, filename_prefix, image_embeds=None, face_embeds=None) -> io.NodeOutput:
+        node = "Infuse Save Embeds"
+        record = image_embeds if image_embeds is not None else face_embeds
+        if record is None or (image_embeds is not None and face_embeds is not None):
+            raise InfuseError(node, "connect exactly one of image_embeds and face_embeds.", "",
+                              input_name="image_embeds")
+        out_dir = folder_paths.get_output_directory()
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
+        path = os.path.join(folder, f"{name}_{counter:05}.safetensors")
+        tensors, meta = to_tensors(record)
+        save_file(tensors, path, metadata=meta)
+        rel = os.path.relpath(path, out_dir)
+        return io.NodeOutput(rel, ui=ui.PreviewText(f"saved {rel}"))
+
+
+def _load(cls, file: str, node: str):
+    root = folder_paths.get_input_directory()
+    path = os.path.abspath(os.path.join(root, file))
+    if not path.startswith(os.path.abspath(root) + os.sep) or not os.path.isfile(path):
+        raise InfuseError(node, f"'{file}' is not a file in the input folder ({root}).",
+                          "put the saved embeds file in ComfyUI's input folder.", input_name="embeds_file")
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        return from_tensors(cls, tensors, meta)
+    except (ValueError, KeyError, OSError, RuntimeError) as e:
+        raise InfuseError(node, f"'{file}' is not a saved {cls.__name__} file ({e}).",
+                          "choose a file written by Infuse Save Embeds.", input_name="embeds_file") from e
+
+
+class InfuseLoadImageEmbeds(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="InfuseLoadImageEmbeds", display_name="Infuse Load Image Embeds", category="infuse/extract",
+            description="Loads IMAGE_EMBEDS saved by Infuse Save Embeds (from the input folder).",
+            inputs=[io.Combo.Input("embeds_file", options=_embeds_files(), tooltip="A .safetensors in input/."),
+                    io.ClipVision.Input("clip_vision", optional=True,
+                                        tooltip="If connected, the file must come from this encoder."),
+                    OpenClipType.Input("open_clip", optional=True, tooltip="Or this open-clip tower.")],
+            outputs=[ImageEmbedsType.Output("image_embeds", tooltip="The loaded embeds.")],
+        )
+
+    @classmethod
+    def execute(cls, embeds_file, clip_vision=None, open_clip=None) -> io.NodeOutput:
+        node = "Infuse Load Image Embeds"
+        embeds = _load(ImageEmbeds, embeds_file, node)
+        if clip_vision is not None or open_clip is not None:
+            encoder = resolve_encoder(clip_vision, open_clip, node)
+            if encoder.name != embeds.encoder:
+                raise InfuseError(node, f"'{embeds_file}' was made by {embeds.encoder}, not by the connected "
+                                        f"{encoder.name}.", "re-encode the images with the connected encoder, or "
+                                                            "disconnect it.", input_name="embeds_file")
+        return io.NodeOutput(embeds)
+
+
+class InfuseLoadFaceEmbeds(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="InfuseLoadFaceEmbeds", display_name="Infuse Load Face Embeds", category="infuse/extract",
+            description="Loads FACE_EMBEDS saved by Infuse Save Embeds (from the input folder).",
+            inputs=[io.Combo.Input("embeds_file", options=_embeds_files(), tooltip="A .safetensors in input/.")],
+            outputs=[FaceEmbedsType.Output("face_embeds", tooltip="The loaded face embeds.")],
+        )
+
+    @classmethod
+    def execute(cls, embeds_file) -> io.NodeOutput:
+        return io.NodeOutput(_load(FaceEmbeds, embeds_file, "Infuse Load Face Embeds"))
