@@ -83,9 +83,24 @@ def test_shipped_workflows_are_templates_and_run(server):
     shipped = sorted(p.stem for p in (PACK_ROOT / "workflows").glob("*.json"))
     assert sorted(templates["ComfyUI-Infuse"]) == shipped
     for name in shipped:
-        wf = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
-        for node in wf.values():
-            if "ckpt_name" in node["inputs"]:
-                node["inputs"]["ckpt_name"] = "tiny_sd15.safetensors"
-        entry = server.run(wf)
+        entry = server.run(shipped_workflow(name))
         assert entry["status"]["status_str"] == "success", (name, entry["status"])
+
+
+# what a shipped workflow's example inputs become on the test server (tiny models, small images, few steps)
+TEST_INPUTS = {"ckpt_name": "tiny_sd15.safetensors", "clip_name": "vit_h_random.safetensors",
+               "ipadapter_file": "tiny_sd15_ip-adapter.safetensors", "image": "reference.png",
+               "width": 64, "height": 64, "steps": 2}
+
+
+def shipped_workflow(name: str, **overrides) -> dict:
+    import json
+
+    from support.comfy_env import PACK_ROOT
+
+    wf = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    for node in wf.values():
+        for key, value in dict(TEST_INPUTS, **overrides).items():
+            if key in node["inputs"] and not isinstance(node["inputs"][key], list):
+                node["inputs"][key] = value
+    return wf
