@@ -126,15 +126,29 @@ def load_open_clip(arch: str, path: str, node: str) -> OpenClipVision:
                           input_name="architecture")
     sd = load_weights(path, node, "clip_name")
     visual_sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")} or sd
-    model = open_clip.create_model(arch, pretrained=None, device="cpu")
+    visual = _build_visual(open_clip, arch)
     try:
-        model.visual.load_state_dict(visual_sd, strict=True)
+        visual.load_state_dict(visual_sd, strict=True)
     except RuntimeError as e:
         raise InfuseError(node, f"the weights file does not hold a {arch} image tower "
                                 f"({str(e).splitlines()[0]}...).",
                           "choose the architecture the file was trained as, or another file.",
                           input_name="clip_name") from e
-    return OpenClipVision(arch, model.visual)
+    return OpenClipVision(arch, visual)
+
+
+def _build_visual(open_clip, arch: str) -> torch.nn.Module:
+    """Only the image tower where open-clip can build it alone (ViT-H's text tower is another 350M weights)."""
+    config = open_clip.get_model_config(arch) or {}
+    vision_cfg = config.get("vision_cfg", {})
+    if vision_cfg and not vision_cfg.get("timm_model_name"):
+        try:
+            from open_clip.model import _build_vision_tower
+        except ImportError:   # a future open-clip without it: build the whole model instead
+            pass
+        else:
+            return _build_vision_tower(config["embed_dim"], vision_cfg, quick_gelu=config.get("quick_gelu", False))
+    return open_clip.create_model(arch, pretrained=None, device="cpu").visual
 
 
 def encode(encoder, images: torch.Tensor, node: str, mode: str = "crop", input_name: str = "image") -> ImageEmbeds:

@@ -164,14 +164,14 @@ class SiteDispatcher:
                 d = c.delta(q[rows], k[rows], v[rows], call)
             if c.mask is not None:
                 d = d * c.token_mask(q.shape[1], call, d)
-            d = (d * weight).to(out.dtype)
+            d = d.to(out.dtype)
             if rows is None:
-                out = out + d
+                out = out.add(d, alpha=weight)
             elif isinstance(rows, slice):
                 out = out.clone()
-                out[rows] += d
+                out[rows].add_(d, alpha=weight)
             else:
-                out = out.index_add(0, rows, d)
+                out = out.index_add(0, rows, d, alpha=weight)
         return out
 
     # --- ComfyUI's patch protocol -------------------------------------------------------------------

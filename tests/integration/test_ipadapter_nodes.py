@@ -193,3 +193,25 @@ def test_missing_and_corrupt_and_pickled_files(env, tmp_path):
     safetensors.torch.save_file({"lora_unet_x.lora_down.weight": torch.zeros(2, 2)}, str(folder / "lora.safetensors"))
     with pytest.raises(InfuseError, match="'lora.safetensors' is not an IP-Adapter file"):
         load("lora.safetensors")
+
+
+def test_outside_start_end_the_model_output_is_unchanged(env, sd15, tiny):
+    model, _ = sd15
+    patched = apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder(), start_percent=0.5,
+                    end_percent=0.9)
+    sampling = model.get_model_object("model_sampling")
+    for c in hooks.contributions(patched.model_options):
+        c.prepare_run((1, 4, 8, 8), sampling)                 # what the sampler does before its first step
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 8, 8, generator=g)
+    ctx = tiny.text_conditioning("tiny_sd15", 1)[0][0]
+
+    def call(m, percent):
+        sigma = torch.tensor([sampling.percent_to_sigma(percent)])
+        to = dict(m.model_options["transformer_options"], cond_or_uncond=[0], sigmas=sigma)
+        with torch.no_grad():
+            return m.model.apply_model(x, sigma, c_crossattn=ctx, transformer_options=to)
+
+    for outside in (0.2, 0.95):
+        assert torch.equal(call(patched, outside), call(model, outside))
+    assert not torch.equal(call(patched, 0.7), call(model, 0.7))

@@ -1,0 +1,65 @@
+"""Shared timing harness: sample the same model plain and patched, interleaved round by round, in one run."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.comfy_env import import_comfyui, load_pack  # noqa: E402
+
+import_comfyui()
+load_pack()
+
+import torch  # noqa: E402
+
+import comfy.model_management as mm  # noqa: E402
+from comfyui_infuse.mechanisms.sites import model_sites  # noqa: E402
+from support import tiny_models  # noqa: E402
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="sd15", choices=sorted(tiny_models.MODELS))
+    p.add_argument("--latent", type=int, default=32, help="latent side (image side / 8)")
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    return p
+
+
+def run(args, make_variants) -> None:
+    """`make_variants(model)` -> {name: patched ModelPatcher}; 'plain' is added first."""
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    model = tiny_models.build_model(args.model, seed=0, dtype=dtype)
+    pos, neg = tiny_models.text_conditioning(args.model, 1), tiny_models.text_conditioning(args.model, 2)
+    runs = {"plain": model, **make_variants(model)}
+    cuda = mm.get_torch_device().type == "cuda"
+
+    def step_time(m) -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        tiny_models.sample(m, pos, neg, latent_hw=(args.latent, args.latent), steps=args.steps)
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t) / args.steps
+
+    for m in runs.values():                      # warm-up: model load, kernels, caches
+        step_time(m)
+    times = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, m in runs.items():
+            times[name].append(step_time(m))
+
+    plain = statistics.median(times["plain"])
+    print(f"model {args.model} ({len(model_sites(model, 'bench'))} attention sites), latent {args.latent}x"
+          f"{args.latent}, batch 1 with CFG, {args.dtype}, device {mm.get_torch_device()}, "
+          f"{args.steps} steps x {args.rounds} rounds, torch {torch.__version__}")
+    for name, t in times.items():
+        med = statistics.median(t)
+        print(f"  {name:<44} {med * 1000:9.2f} ms/step   ratio {med / plain:6.3f}x   "
+              f"(spread {min(t) * 1000:.1f}-{max(t) * 1000:.1f} ms)")
