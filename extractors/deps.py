@@ -16,6 +16,7 @@ PIP_NAMES = {
     "insightface": "insightface",
     "onnxruntime": "onnxruntime-gpu  (or onnxruntime on a machine without CUDA)",
     "open_clip": "open-clip-torch",
+    "cv2": "opencv-python-headless  (insightface installs opencv-python, which works too)",
 }
 
 
