@@ -31,11 +31,12 @@ def _check_width(got: int, want: int, adapter: IPAdapterModel, what: str, node: 
 @torch.no_grad()
 def image_tokens(adapter: IPAdapterModel, node: str, embeds: ImageEmbeds | None = None,
                  faces: FaceEmbeds | None = None, negative: ImageEmbeds | None = None, combine: str = "concat",
-                 faceid_v2: bool = True, faceid_v2_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 faceid_v2: bool = True, faceid_v2_weight: float = 1.0,
+                 negative_face: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(cond, uncond) image tokens, each [1, T, C]: several images are concatenated along the tokens (as the
     reference pipelines do) or averaged before projection. Unconditional inputs follow the reference code:
     zero embeds for pooled / face inputs, the encoder's zero image for hidden-state inputs, unless a
-    negative image is given."""
+    negative image (or, for face inputs, `negative_face` of the face input's shape) is given."""
     if combine not in COMBINE:
         raise InfuseError(node, f"combine must be one of {COMBINE}, got '{combine}'.", "", input_name="combine")
     if adapter.uses_clip and embeds is None:
@@ -51,10 +52,11 @@ def image_tokens(adapter: IPAdapterModel, node: str, embeds: ImageEmbeds | None 
     inputs: list[tuple[torch.Tensor, torch.Tensor]] = []          # (cond, uncond) per projection argument
     if adapter.uses_face:
         if adapter.image_input == "face_raw":
-            face = faces.embedding.float()[:, None]          # Portrait unnorm: a 1-token sequence per face
+            face = faces.embedding.float()[:, None]          # raw ArcFace (InstantID, Portrait unnorm): 1 token
         else:
             face = faces.normed.float()
-        inputs.append((face, torch.zeros_like(face)))
+        uncond_face = torch.zeros_like(face) if negative_face is None else negative_face.float().reshape(face.shape)
+        inputs.append((face, uncond_face))
     if adapter.image_input == "pooled":
         _check_width(embeds.pooled_dim, adapter.image_dim, adapter, "pooled embeds", node, "clip_vision")
         x = embeds.pooled.float()

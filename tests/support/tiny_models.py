@@ -218,3 +218,17 @@ def sample(model, positive, negative, latent_hw=(8, 8), seed: int = 0, steps: in
     noise = comfy.sample.prepare_noise(latent, seed)
     return comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
                                disable_pbar=True, seed=seed)
+
+
+def write_controlnet(path: Path, name: str = "tiny_sdxl", seed: int = 0, dtype=torch.float16) -> Path:
+    """A ControlNet in the original single-file layout (`control_model.` keys), shaped like `name`'s UNet, e.g.
+    a tiny SDXL IdentityNet. ComfyUI's loader detects its config from the keys, whatever the width."""
+    import comfy.cldm.cldm
+
+    _, unet = MODELS[name]
+    config = {k: v for k, v in model_config(name).unet_config.items() if k not in ("out_channels",)}
+    control = comfy.cldm.cldm.ControlNet(hint_channels=3, device="cpu", **config)
+    randomize(control, seed)
+    sd = {f"control_model.{k}": v.to(dtype).contiguous() for k, v in control.state_dict().items()}
+    comfy.utils.save_torch_file(sd, str(path))
+    return Path(path)

@@ -1,0 +1,112 @@
+"""InstantID in-process: the adapter through the dispatcher, IdentityNet fed the face tokens as its context,
+stacked with IP-Adapter on one SDXL model and sampled with ComfyUI's samplers."""
+import pytest
+import torch
+
+import comfy.controlnet
+from comfyui_infuse.extractors.features import FaceEmbeds
+from comfyui_infuse.extractors.keypoints import keypoints_images
+from comfyui_infuse.mechanisms import hooks
+from comfyui_infuse.mechanisms.errors import InfuseError
+from comfyui_infuse.mechanisms.instantid import face_tokens, identitynet_conditioning
+from comfyui_infuse.mechanisms.ipadapter import apply_ipadapter, image_tokens
+from comfyui_infuse.mechanisms.ipadapter_file import parse_ipadapter
+from comfyui_infuse.mechanisms.sites import model_sites
+from support import ipadapter_files as f
+
+NODE = "Infuse InstantID"
+
+
+@pytest.fixture(scope="module")
+def parts(tiny, tmp_path_factory):
+    work = tmp_path_factory.mktemp("instantid")
+    model = tiny.build_model("tiny_sdxl", seed=5)
+    sites = model_sites(model, "t")
+    ctx = tiny.MODELS["tiny_sdxl"][1]["context_dim"]
+    widths = [s.inner_dim for s in sites]
+    instantid = parse_ipadapter({"image_proj": f.image_proj("resampler", cross=ctx, clip_hidden=512, resampler_dim=128),
+                                 "ip_adapter": f.ip_layers(widths, ctx, seed=7)}, "ip-adapter.bin", NODE)
+    ipadapter = parse_ipadapter({"image_proj": f.image_proj("linear", cross=ctx, clip_pooled=24),
+                                 "ip_adapter": f.ip_layers(widths, ctx, seed=8)}, "ip-adapter_sdxl.bin", NODE)
+    control = comfy.controlnet.load_controlnet(str(tiny.write_controlnet(work / "identitynet.safetensors")))
+    faces = FaceEmbeds.from_raw("antelopev2", torch.randn(1, 512, generator=torch.Generator().manual_seed(1)) * 20)
+    faces.kps = torch.tensor([[[20.0, 20], [44, 20], [32, 32], [22, 46], [42, 46]]])
+    return model, instantid, ipadapter, control, faces
+
+
+def conditioning(tiny, seed):
+    return tiny.text_conditioning("tiny_sdxl", seed)
+
+
+def test_identitynet_sees_the_face_tokens_not_the_text(tiny, parts):
+    model, instantid, _, control, faces = parts
+    cond, uncond = face_tokens(instantid, faces, NODE)
+    kps = keypoints_images(faces.kps, (64, 64), (64, 64))
+    pos, neg = identitynet_conditioning(conditioning(tiny, 1), conditioning(tiny, 2), control, kps, cond, uncond,
+                                        0.8, 0.0, 1.0, NODE)
+    seen = []
+    hook = control.control_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["context"].detach().clone()), with_kwargs=True)
+    try:
+        out = tiny.sample(model, pos, neg, steps=2)
+    finally:
+        hook.remove()
+    assert torch.isfinite(out).all() and len(seen) == 2                  # one ControlNet pass per step
+    context = seen[0]                                                    # cond and uncond rows, batched
+    assert context.shape[1:] == cond.shape[1:]
+    rows = {tuple(r.flatten()[:4].tolist()) for r in context}
+    assert rows == {tuple(cond[0].flatten()[:4].tolist()), tuple(uncond[0].flatten()[:4].tolist())}
+    plain = tiny.sample(model, conditioning(tiny, 1), conditioning(tiny, 2), steps=2)
+    assert not torch.equal(out, plain)
+
+
+def test_uncond_is_the_zero_embedding_or_seeded_noise(parts):
+    _, instantid, _, _, faces = parts
+    _, zero_uncond = face_tokens(instantid, faces, NODE)
+    expected = instantid.projection.float()(torch.zeros(1, 1, 512))
+    torch.testing.assert_close(zero_uncond, expected, rtol=0, atol=1e-6)
+    _, noisy = face_tokens(instantid, faces, NODE, noise=0.35)
+    _, noisy_again = face_tokens(instantid, faces, NODE, noise=0.35)
+    assert not torch.allclose(noisy, zero_uncond) and torch.equal(noisy, noisy_again)
+
+
+def test_ipadapter_and_instantid_stack_and_removing_one_leaves_the_other(tiny, parts):
+    model, instantid, ipadapter, _, faces = parts
+    from comfyui_infuse.extractors.features import ImageEmbeds
+    g = torch.Generator().manual_seed(3)
+    embeds = ImageEmbeds("test", torch.randn(1, 24, generator=g), torch.randn(1, 5, 8), torch.randn(1, 5, 8))
+    ip_c, ip_u = image_tokens(ipadapter, "Infuse IP-Adapter", embeds=embeds)
+    id_c, id_u = face_tokens(instantid, faces, NODE)
+
+    both = model.clone()
+    ip = apply_ipadapter(both, ipadapter, ip_c, ip_u, "Infuse IP-Adapter", weight=0.7)
+    face = apply_ipadapter(both, instantid, id_c, id_u, NODE, weight=0.8)
+    per_site = [d for d in hooks.dispatchers(both.model_options) if d.kind == "attn2"]
+    assert len(per_site) == len(model_sites(model, "t")) and all(d.contributions == (ip, face) for d in per_site)
+
+    only_ip = model.clone()
+    apply_ipadapter(only_ip, ipadapter, ip_c, ip_u, "Infuse IP-Adapter", weight=0.7)
+    only_face = model.clone()
+    apply_ipadapter(only_face, instantid, id_c, id_u, NODE, weight=0.8)
+    pos, neg = conditioning(tiny, 1), conditioning(tiny, 2)
+    run = lambda m: tiny.sample(m, pos, neg, steps=2)
+    out_both = run(both)
+    assert not torch.equal(out_both, run(only_ip)) and not torch.equal(out_both, run(only_face))
+    face.weight = 0.0
+    assert torch.equal(run(both), run(only_ip))
+    face.weight, ip.weight = 0.8, 0.0
+    assert torch.equal(run(both), run(only_face))
+
+
+def test_wrong_parts_are_refused(tiny, parts, tmp_path):
+    model, instantid, ipadapter, control, faces = parts
+    with pytest.raises(InfuseError, match="is not an InstantID adapter"):
+        face_tokens(ipadapter, faces, NODE)
+    sd15_control = comfy.controlnet.load_controlnet(str(tiny.write_controlnet(tmp_path / "c.safetensors",
+                                                                               "tiny_sd15")))
+    cond, uncond = face_tokens(instantid, faces, NODE)
+    with pytest.raises(InfuseError, match="input 'control_net': the ControlNet's cross-attention takes 64-wide"):
+        identitynet_conditioning(conditioning(tiny, 1), conditioning(tiny, 2), sd15_control,
+                                 torch.zeros(1, 64, 64, 3), cond, uncond, 1.0, 0.0, 1.0, NODE)
+    with pytest.raises(InfuseError, match="is an SDXL IP-Adapter but the model is SD1.5"):
+        apply_ipadapter(tiny.build_model("tiny_sd15").clone(), instantid, cond, uncond, NODE)
