@@ -128,4 +128,31 @@ def analyze(analyzer: FaceAnalyzer, images: torch.Tensor, node: str, selection: 
     faces.bbox = torch.from_numpy(np.stack([f.bbox for f in picked]))
     faces.kps = torch.from_numpy(np.stack([f.kps for f in picked]))
     faces.det_score = torch.tensor([f.det_score for f in picked])
+    faces.image_hw = torch.tensor([list(images.shape[1:3])] * len(picked), dtype=torch.float32)
     return faces
+
+
+_ANALYZERS: dict[tuple[str, int], FaceAnalyzer] = {}
+
+
+def cached_analyzer(name: str, roots: list[str], node: str, det_size: int) -> FaceAnalyzer:
+    """ONNX sessions are slow to create: keep the last two analyzers (pack folder, detection size)."""
+    folder = find_pack_folder(name, roots, node)
+    key = (folder, det_size)
+    if key not in _ANALYZERS:
+        if len(_ANALYZERS) >= 2:
+            _ANALYZERS.pop(next(iter(_ANALYZERS)))
+        _ANALYZERS[key] = FaceAnalyzer(name, folder, node, det_size)
+    return _ANALYZERS[key]
+
+
+def pack_names(roots: list[str]) -> list[str]:
+    """insightface packs present under the roots (folders of models/)."""
+    import os
+
+    names = set()
+    for root in roots:
+        models = os.path.join(root, "models")
+        if os.path.isdir(models):
+            names |= {d for d in os.listdir(models) if os.path.isdir(os.path.join(models, d))}
+    return sorted(names) or ["antelopev2"]

@@ -47,13 +47,14 @@ class FaceEmbeds:
     bbox: torch.Tensor                        # [N, 4] x1, y1, x2, y2 in pixels of the analysed image
     kps: torch.Tensor                         # [N, 5, 2] eyes, nose, mouth corners
     det_score: torch.Tensor                   # [N]
+    image_hw: torch.Tensor                    # [N, 2] height, width of the image each face was found in
 
     @classmethod
     def from_raw(cls, model: str, embedding: torch.Tensor) -> "FaceEmbeds":
         """Embeddings without detection data (synthetic, or from another tool): boxes and keypoints zero."""
         n = embedding.shape[0]
         return cls(model, embedding, embedding / embedding.norm(dim=-1, keepdim=True).clamp_min(1e-12),
-                   torch.zeros(n, 4), torch.zeros(n, 5, 2), torch.zeros(n))
+                   torch.zeros(n, 4), torch.zeros(n, 5, 2), torch.zeros(n), torch.zeros(n, 2))
 
     def __len__(self) -> int:
         return self.embedding.shape[0]

@@ -2,6 +2,8 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .clip_nodes import InfuseEncodeImage, InfuseLoadOpenClip
+from .face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints
+from .instantid_nodes import InfuseIdentityNet, InfuseInstantID, InfuseInstantIDAdapter, InfuseLoadInstantID
 from .embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSaveEmbeds
 from .inspect_model import InfuseAttentionSites
 from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader
@@ -11,6 +13,12 @@ NODES: list[type[io.ComfyNode]] = [
     InfuseLoadOpenClip,
     InfuseEncodeImage,
     InfuseIPAdapter,
+    InfuseFaceAnalysis,
+    InfuseFaceKeypoints,
+    InfuseLoadInstantID,
+    InfuseInstantIDAdapter,
+    InfuseIdentityNet,
+    InfuseInstantID,
     InfuseSaveEmbeds,
     InfuseLoadImageEmbeds,
     InfuseLoadFaceEmbeds,

@@ -33,7 +33,8 @@ def test_ip_adapter_workflow_changes_the_image_and_weight_zero_does_not(server):
 
 
 def test_plus_adapter_uses_hidden_states(server):
-    entry = server.run(shipped_workflow("ip_adapter", ipadapter_file="tiny_sd15_ip-adapter-plus.bin"))
+    entry = server.run(shipped_workflow("ip_adapter", ipadapter_file="tiny_sd15_ip-adapter-plus.bin",
+                                        image="reference.png"))
     assert entry["status"]["status_str"] == "success", entry["status"]
 
 

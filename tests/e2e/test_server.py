@@ -87,10 +87,8 @@ def test_shipped_workflows_are_templates_and_run(server):
         assert entry["status"]["status_str"] == "success", (name, entry["status"])
 
 
-# what a shipped workflow's example inputs become on the test server (tiny models, small images, few steps)
-TEST_INPUTS = {"ckpt_name": "tiny_sd15.safetensors", "clip_name": "vit_h_random.safetensors",
-               "ipadapter_file": "tiny_sd15_ip-adapter.safetensors", "image": "reference.png",
-               "width": 64, "height": 64, "steps": 2}
+# the test server holds random-weight files under the shipped workflows' example names; only sizes shrink
+TEST_INPUTS = {"width": 64, "height": 64, "steps": 2}
 
 
 def shipped_workflow(name: str, **overrides) -> dict:
