@@ -59,12 +59,19 @@ def check_identitynet(control_net, tokens: torch.Tensor, node: str) -> None:
 
 def identitynet_conditioning(positive: list, negative: list, control_net, keypoints: torch.Tensor,
                              cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor, strength: float,
-                             start_percent: float, end_percent: float, node: str) -> tuple[list, list]:
+                             start_percent: float, end_percent: float, node: str,
+                             mask: torch.Tensor | None = None) -> tuple[list, list]:
     """Add IdentityNet to both conditionings: the ControlNet gets the keypoint image as its hint and the face
-    tokens (cond) or unconditional tokens (negative) as its context, never the text."""
+    tokens (cond) or unconditional tokens (negative) as its context, never the text. A mask limits its
+    residuals to a region."""
     check_identitynet(control_net, cond_tokens, node)
     if strength == 0:
         return positive, negative
+    if mask is not None:
+        from .residual import masked_controlnet
+        from .schedule import normalize_mask
+
+        control_net = masked_controlnet(control_net, normalize_mask(mask, node))
     hint = keypoints.movedim(-1, 1)
     out = []
     made: dict = {}

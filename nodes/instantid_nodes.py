@@ -108,7 +108,8 @@ class InfuseIdentityNet(io.ComfyNode):
                     io.Image.Input("keypoints", optional=True,
                                    tooltip="Condition image; default: the face's own keypoints."),
                     io.Float.Input("strength", default=0.8, min=0.0, max=3.0, step=0.01, tooltip="ControlNet strength."),
-                    *_common_inputs()],
+                    *_common_inputs(),
+                    io.Mask.Input("attn_mask", optional=True, tooltip="Where IdentityNet acts (white).")],
             outputs=[io.Conditioning.Output("positive_out", display_name="positive", tooltip="With IdentityNet."),
                      io.Conditioning.Output("negative_out", display_name="negative",
                                             tooltip="With IdentityNet (uncond face tokens).")],
@@ -116,11 +117,11 @@ class InfuseIdentityNet(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, negative, control_net, instantid, face_embeds, combine, noise, strength, start_percent,
-                end_percent, keypoints=None) -> io.NodeOutput:
+                end_percent, keypoints=None, attn_mask=None) -> io.NodeOutput:
         node = "Infuse IdentityNet"
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
         pos, neg = identitynet_conditioning(positive, negative, control_net, _keypoints(face_embeds, keypoints, node),
-                                            cond, uncond, strength, start_percent, end_percent, node)
+                                            cond, uncond, strength, start_percent, end_percent, node, attn_mask)
         return io.NodeOutput(pos, neg)
 
 
@@ -143,7 +144,8 @@ class InfuseInstantID(io.ComfyNode):
                     io.Float.Input("identitynet_strength", default=0.8, min=0.0, max=3.0, step=0.01,
                                    tooltip="IdentityNet strength."),
                     *_common_inputs("adapter_"), *_common_inputs("identitynet_"),
-                    io.Mask.Input("attn_mask", optional=True, tooltip="Where the face goes (adapter).")],
+                    io.Mask.Input("attn_mask", optional=True,
+                                  tooltip="Where the face goes: limits both the adapter and IdentityNet.")],
             outputs=[io.Model.Output(tooltip="The patched model."),
                      io.Conditioning.Output("positive_out", display_name="positive", tooltip="With IdentityNet."),
                      io.Conditioning.Output("negative_out", display_name="negative", tooltip="With IdentityNet.")],
@@ -158,7 +160,7 @@ class InfuseInstantID(io.ComfyNode):
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
         pos, neg = identitynet_conditioning(positive, negative, control_net, _keypoints(face_embeds, keypoints, node),
                                             cond, uncond, identitynet_strength, identitynet_start_percent,
-                                            identitynet_end_percent, node)
+                                            identitynet_end_percent, node, attn_mask)
         patched = model.clone()
         apply_ipadapter(patched, instantid, cond, uncond, node, weight=adapter_weight,
                         start_percent=adapter_start_percent, end_percent=adapter_end_percent, mask=attn_mask)

@@ -110,3 +110,34 @@ def test_wrong_parts_are_refused(tiny, parts, tmp_path):
                                  torch.zeros(1, 64, 64, 3), cond, uncond, 1.0, 0.0, 1.0, NODE)
     with pytest.raises(InfuseError, match="is an SDXL IP-Adapter but the model is SD1.5"):
         apply_ipadapter(tiny.build_model("tiny_sd15").clone(), instantid, cond, uncond, NODE)
+
+
+def test_mask_limits_identitynet_residuals_to_the_region(tiny, parts):
+    model, instantid, _, control, faces = parts
+    cond, uncond = face_tokens(instantid, faces, NODE)
+    kps = keypoints_images(faces.kps, (64, 64), (64, 64))
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :, :32] = 1.0                                  # left half
+    pos, neg = identitynet_conditioning(conditioning(tiny, 1), conditioning(tiny, 2), control, kps, cond, uncond,
+                                        1.0, 0.0, 1.0, NODE, mask=mask)
+    c_net = pos[0][1]["control"]
+    assert neg[0][1]["control"] is c_net and type(c_net).__name__ == "MaskedControlNet"
+    residual = {"input": [torch.ones(2, 4, 8, 8)], "middle": [torch.ones(2, 4, 4, 4)], "output": []}
+    merged = c_net.control_merge(residual, None, None)
+    assert torch.all(merged["input"][0][..., :4] == 1) and torch.all(merged["input"][0][..., 4:] == 0)
+    assert torch.all(merged["middle"][0][..., :2] == 1) and torch.all(merged["middle"][0][..., 2:] == 0)
+    out = tiny.sample(model, pos, neg, steps=1)          # the masked ControlNet runs in a real sampler
+    assert torch.isfinite(out).all()
+
+
+def test_instantid_file_layout_is_recognised(tmp_path, tiny):
+    """ip_adapter keys 1..139 (SDXL) and the Resampler image_proj -> an InstantID-compatible adapter."""
+    from comfyui_infuse.mechanisms.instantid import check_instantid
+    from comfyui_infuse.mechanisms.ipadapter_file import load_ipadapter
+
+    widths = [w // 8 for w in f.SDXL_SITE_WIDTHS]
+    path = f.write(tmp_path / "ip-adapter.bin", f.image_proj("resampler", cross=256, clip_hidden=512,
+                                                              resampler_dim=128), f.ip_layers(widths, 256))
+    adapter = load_ipadapter(str(path), NODE)
+    check_instantid(adapter, NODE)
+    assert sorted(2 * n + 1 for n in adapter.kv) == list(range(1, 140, 2)) and adapter.tokens == 16

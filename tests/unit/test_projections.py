@@ -76,3 +76,16 @@ def test_faceid_plus_projection_with_and_without_v2_shortcut(shortcut, scale):
 def test_unknown_layout_is_rejected():
     with pytest.raises(ValueError, match="unknown image_proj layout"):
         projection_from_state_dict({"something.weight": torch.zeros(2, 2)})
+
+
+def test_instantid_resampler_at_real_size():
+    """InstantID's ip-adapter.bin image_proj: Resampler, proj_in [1280, 512], proj_out [2048, 1280], 16 latents,
+    20 heads; it takes the raw face embedding as a 1-token sequence."""
+    sd = f.image_proj("resampler", seed=8, cross=2048, clip_hidden=512, resampler_dim=1280, tokens=16)
+    assert sd["proj_in.weight"].shape == (1280, 512) and sd["proj_out.weight"].shape == (2048, 1280)
+    assert sd["latents"].shape == (1, 16, 1280) and sd["layers.0.0.to_q.weight"].shape == (1280, 1280)
+    kind, ours = projection_from_state_dict(sd)
+    face = rand(2, 1, 512) * 20
+    out = ours(face)
+    assert kind == "resampler" and out.shape == (2, 16, 2048)
+    torch.testing.assert_close(out, reference(sd)(face), rtol=0, atol=1e-5)
