@@ -148,8 +148,6 @@ def cached_analyzer(name: str, roots: list[str], node: str, det_size: int) -> Fa
 
 def pack_names(roots: list[str]) -> list[str]:
     """insightface packs present under the roots (folders of models/)."""
-    import os
-
     names = set()
     for root in roots:
         models = os.path.join(root, "models")

@@ -8,6 +8,7 @@ The variant is read from keys and shapes, never from the file name:
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -129,6 +130,4 @@ def _image_dim(kind: str, sd: dict) -> int:
 
 
 def load_ipadapter(path: str, node: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
-    import os
-
     return parse_ipadapter(load_weights(path, node, input_name), os.path.basename(path), node, input_name)

@@ -3,12 +3,13 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..extractors.clip_vision import CROP_MODES, encode
+from ..mechanisms import schedule
 from ..mechanisms.errors import InfuseError
 from ..mechanisms.ipadapter import COMBINE, apply_faceid_lora, apply_ipadapter, check_family, image_tokens
 from ..mechanisms.ipadapter_file import load_ipadapter
-from ..mechanisms import schedule
 from ..mechanisms.sites import model_family, model_sites
 from .clip_nodes import CROP_TOOLTIP, resolve_encoder
+from .folders import find_model_file
 from .types import FaceEmbedsType, ImageEmbedsType, IPAdapterType, OpenClipType
 
 APPLY = "Infuse IP-Adapter"
@@ -30,8 +31,6 @@ class InfuseIPAdapterLoader(io.ComfyNode):
     @classmethod
     def execute(cls, ipadapter_file) -> io.NodeOutput:
         node = "Infuse Load IP-Adapter"
-        from .folders import find_model_file
-
         adapter = load_ipadapter(find_model_file("ipadapter", ipadapter_file, node, "ipadapter_file"), node)
         return io.NodeOutput(adapter, adapter.describe())
 
