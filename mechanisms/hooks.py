@@ -38,6 +38,7 @@ class SiteCall:
     chunks: tuple[int, ...]   # cond (0) / uncond (1) of each chunk of rows passed to `delta`
     chunk_size: int           # rows per chunk
     extra_options: dict
+    base: torch.Tensor | None = None   # the base attention output for these rows (before any contribution)
 
     @property
     def heads(self) -> int:
@@ -135,11 +136,12 @@ class SiteDispatcher:
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
         if self.base is not None:
-            out = self.base(q, k, v, extra_options)
+            base = self.base(q, k, v, extra_options)
         else:
-            out = base_attention(q, k, v, extra_options)
+            base = base_attention(q, k, v, extra_options)
         if not self.contributions:
-            return out
+            return base
+        out = base
 
         cond_or_uncond = extra_options.get("cond_or_uncond") or [0]
         chunk = q.shape[0] // len(cond_or_uncond)
@@ -157,10 +159,12 @@ class SiteDispatcher:
             if not picked:
                 continue
             rows = None if len(picked) == len(cond_or_uncond) else _rows_of(picked, chunk, q.device)
-            call = SiteCall(self.site, tuple(cond_or_uncond[i] for i in picked), chunk, extra_options)
+            chunks = tuple(cond_or_uncond[i] for i in picked)
             if rows is None:
+                call = SiteCall(self.site, chunks, chunk, extra_options, base)
                 d = c.delta(q, k, v, call)
             else:
+                call = SiteCall(self.site, chunks, chunk, extra_options, base[rows])
                 d = c.delta(q[rows], k[rows], v[rows], call)
             if c.mask is not None:
                 d = d * c.token_mask(q.shape[1], call, d)

@@ -1,0 +1,88 @@
+"""Reference attention (double UNet) on real ComfyUI models and samplers."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from comfyui_infuse.mechanisms import hooks
+from comfyui_infuse.mechanisms.reference import ReferenceAttention, apply_reference, attn1_projections
+from comfyui_infuse.mechanisms.sites import model_sites
+
+NODE = "Infuse Reference"
+
+
+def make(model, mode="concat", weight=1.0, cache_every=1, seed=0, **kw):
+    sites = model_sites(model, NODE)
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(seed))
+    m = model.clone()
+    c = ReferenceAttention(NODE, mode, model.model.process_latent_in(latent), attn1_projections(m, sites),
+                           weight=weight, cache_every=cache_every, **kw)
+    apply_reference(m, c, sites)
+    return m, c
+
+
+@pytest.fixture(params=["tiny_sd15", "tiny_sdxl"])
+def setup(request, tiny):
+    name = request.param
+    model = tiny.build_model(name, seed=6)
+    pos, neg = tiny.text_conditioning(name, 1), tiny.text_conditioning(name, 2)
+    return model, (lambda m, **kw: tiny.sample(m, pos, neg, **kw))
+
+
+def test_weight_zero_is_bit_identical_and_runs_no_reference_pass(setup):
+    model, run = setup
+    m, c = make(model, weight=0.0)
+    assert torch.equal(run(m), run(model)) and c.passes == 0
+
+
+@pytest.mark.parametrize("mode", ["concat", "cross"])
+def test_reference_changes_the_output_with_one_pass_per_step(setup, mode):
+    model, run = setup
+    m, c = make(model, mode=mode)
+    out = run(m, steps=3)
+    assert not torch.equal(out, run(model, steps=3)) and torch.isfinite(out).all()
+    assert c.passes == 3                     # once per step for the batch, not once per CFG copy
+
+
+def test_features_come_from_every_self_attention_input(setup):
+    model, run = setup
+    m, c = make(model)
+    run(m, steps=1)
+    sites = model_sites(model, NODE)
+    assert set(c.features) == {s.key for s in sites}
+    assert all(c.features[s.key].shape[0] == 1 and c.features[s.key].shape[-1] == s.inner_dim for s in sites)
+
+
+def test_cache_reuses_features_for_k_steps(setup):
+    model, run = setup
+    m, c = make(model, cache_every=4)
+    run(m, steps=6)
+    assert c.passes == 2
+
+
+def test_concat_equals_idm_vton_attention_and_uncond_sees_zeros(setup):
+    """At one site: cat([x, ref]) as keys/values, attend, keep the first N tokens; uncond rows get zeros."""
+    model, run = setup
+    m, c = make(model)
+    run(m, steps=1)
+    site = model_sites(model, NODE)[0]
+    to_k, to_v = c.projections[site.key]
+    heads = site.heads
+    g = torch.Generator().manual_seed(0)
+    n = c.features[site.key].shape[1]
+    q, k, v = (torch.randn(2, n, site.inner_dim, generator=g) for _ in range(3))
+    ref = c.features[site.key]
+
+    def attend(q, k, v):
+        split = lambda t: t.reshape(t.shape[0], -1, heads, t.shape[-1] // heads).transpose(1, 2)
+        return F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).reshape(q.shape)
+
+    extra = {"n_heads": heads, "cond_or_uncond": [1, 0], "original_shape": [1, 4, 8, 8],
+             "sigmas": torch.tensor([1.0, 1.0])}
+    out = hooks.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
+    with torch.no_grad():
+        k_cond = torch.cat([k[1:], to_k(ref)], dim=1)
+        v_cond = torch.cat([v[1:], to_v(ref)], dim=1)
+        zeros = torch.zeros(1, ref.shape[1], site.inner_dim)
+        k_unc, v_unc = torch.cat([k[:1], zeros], dim=1), torch.cat([v[:1], zeros], dim=1)
+        expected = torch.cat([attend(q[:1], k_unc, v_unc), attend(q[1:], k_cond, v_cond)])
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
