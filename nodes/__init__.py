@@ -6,6 +6,7 @@ from .face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints
 from .instantid_nodes import InfuseIdentityNet, InfuseInstantID, InfuseInstantIDAdapter, InfuseLoadInstantID
 from .embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSaveEmbeds
 from .inspect_model import InfuseAttentionSites
+from .reference_nodes import InfuseReferenceOnly
 from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader
 
 NODES: list[type[io.ComfyNode]] = [
@@ -19,6 +20,7 @@ NODES: list[type[io.ComfyNode]] = [
     InfuseInstantIDAdapter,
     InfuseIdentityNet,
     InfuseInstantID,
+    InfuseReferenceOnly,
     InfuseSaveEmbeds,
     InfuseLoadImageEmbeds,
     InfuseLoadFaceEmbeds,

@@ -86,3 +86,17 @@ def test_concat_equals_idm_vton_attention_and_uncond_sees_zeros(setup):
         k_unc, v_unc = torch.cat([k[:1], zeros], dim=1), torch.cat([v[:1], zeros], dim=1)
         expected = torch.cat([attend(q[:1], k_unc, v_unc), attend(q[1:], k_cond, v_cond)])
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+
+
+def test_node_refuses_a_latent_of_another_model(tiny):
+    from comfyui_infuse.mechanisms.errors import InfuseError
+    from comfyui_infuse.nodes.reference_nodes import InfuseReferenceOnly
+
+    model = tiny.build_model("tiny_sd15")
+    with pytest.raises(InfuseError, match="Infuse Reference Only, input 'reference': the reference latent has shape "
+                                          r"\(1, 16, 8, 8\); this model's latents have 4 channels"):
+        InfuseReferenceOnly.execute(model, {"samples": torch.zeros(1, 16, 8, 8)}, "concat", 1.0, 0.0, 1.0, 1, 0)
+    patched = InfuseReferenceOnly.execute(model, {"samples": torch.zeros(2, 4, 6, 10)}, "cross", 0.5, 0.0, 1.0, 2,
+                                          0).args[0]
+    (c,) = hooks.contributions(patched.model_options)
+    assert c.mode == "cross" and c.latent.shape == (1, 4, 6, 10) and c.cache_every == 2
