@@ -59,6 +59,7 @@ class Contribution:
     """
 
     kind = "attn2"
+    extends_kv = False      # True: also offers `extra_kv`, keys/values to append to the attention's own
 
     def __init__(self, node: str, weight: float = 1.0, start_percent: float = 0.0, end_percent: float = 1.0,
                  apply_to: ApplyTo | str = ApplyTo.BOTH, mask: torch.Tensor | None = None,
@@ -72,6 +73,10 @@ class Contribution:
         self._token_masks: dict[tuple, torch.Tensor] = {}
 
     def delta(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, call: SiteCall) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_kv(self, q, k, v, call: SiteCall) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys/values appended to the attention's own (only for `extends_kv` contributions)."""
         raise NotImplementedError
 
     def weight_at(self, site: SiteKey) -> float:
@@ -134,18 +139,14 @@ class SiteDispatcher:
     def with_contribution(self, contribution: Contribution) -> "SiteDispatcher":
         return SiteDispatcher(self.site, self.kind, self.base, self.contributions + (contribution,))
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
+    def _attend(self, q, k, v, extra_options):
         if self.base is not None:
-            base = self.base(q, k, v, extra_options)
-        else:
-            base = base_attention(q, k, v, extra_options)
-        if not self.contributions:
-            return base
-        out = base
+            return self.base(q, k, v, extra_options)
+        return base_attention(q, k, v, extra_options)
 
-        cond_or_uncond = extra_options.get("cond_or_uncond") or [0]
-        chunk = q.shape[0] // len(cond_or_uncond)
-        sigma = None
+    def _plan(self, extra_options: dict, cond_or_uncond: list) -> list[tuple[Contribution, float, list[int]]]:
+        """The contributions active in this call: (contribution, weight here, chunks it applies to)."""
+        plan, sigma = [], None
         for c in self.contributions:
             weight = c.weight_at(self.site)
             if weight == 0.0:
@@ -156,8 +157,31 @@ class SiteDispatcher:
                 if sigma is not None and not c.schedule.contains(sigma):
                     continue
             picked = [i for i, cu in enumerate(cond_or_uncond) if c.apply_to.accepts(cu)]
-            if not picked:
-                continue
+            if picked:
+                plan.append((c, weight, picked))
+        return plan
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
+        if not self.contributions:
+            return self._attend(q, k, v, extra_options)
+        cond_or_uncond = extra_options.get("cond_or_uncond") or [0]
+        chunk = q.shape[0] // len(cond_or_uncond)
+        plan = self._plan(extra_options, cond_or_uncond)
+
+        # Contributions that add keys/values (reference concat) at full weight on every row extend the base
+        # attention itself: one attention over [K, K_extra] instead of a base and a second, longer one.
+        k_base, v_base, additive = k, v, []
+        every_row = tuple(cond_or_uncond)
+        for c, weight, picked in plan:
+            if weight == 1.0 and c.mask is None and len(picked) == len(cond_or_uncond) and c.extends_kv:
+                k_extra, v_extra = c.extra_kv(q, k, v, SiteCall(self.site, every_row, chunk, extra_options))
+                k_base, v_base = torch.cat([k_base, k_extra], dim=1), torch.cat([v_base, v_extra], dim=1)
+            else:
+                additive.append((c, weight, picked))
+        base = self._attend(q, k_base, v_base, extra_options)
+        out = base
+
+        for c, weight, picked in additive:
             rows = None if len(picked) == len(cond_or_uncond) else _rows_of(picked, chunk, q.device)
             chunks = tuple(cond_or_uncond[i] for i in picked)
             if rows is None:

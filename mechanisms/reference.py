@@ -38,6 +38,7 @@ class ReferenceAttention(Contribution):
         self.mode, self.latent, self.projections, self.source = mode, latent, projections, source
         self.noised, self.cache_every, self.seed = noised, max(1, int(cache_every)), seed
         self.features: dict[SiteKey, torch.Tensor] = {}
+        self._kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}   # projected features, per pass
         self.passes = 0                      # reference passes this run (for tests and benchmarks)
         self._step = 0
         self._last_sigma = None
@@ -45,7 +46,7 @@ class ReferenceAttention(Contribution):
     # --- the reference pass ---------------------------------------------------------------------------
     def prepare_run(self, latent_shape, model_sampling) -> None:
         super().prepare_run(latent_shape, model_sampling)
-        self.features, self.passes, self._step, self._last_sigma = {}, 0, 0, None
+        self.features, self._kv, self.passes, self._step, self._last_sigma = {}, {}, 0, 0, None
 
     def _due(self, sigma: float) -> bool:
         if sigma != self._last_sigma:
@@ -90,22 +91,34 @@ class ReferenceAttention(Contribution):
         options = {"cond_or_uncond": [0], "sigmas": sigma, "patches": {"attn1_patch": [capture_input]}}
         model._apply_model(x, sigma.to(device), c_crossattn=context, transformer_options=options, **kwargs)
         self.features = captured
+        self._kv = {}
         self.passes += 1
 
     # --- the use in the main pass ---------------------------------------------------------------------
     def _ref_kv(self, site: SiteKey, call: SiteCall, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ref = self.features[site].to(like.device, like.dtype)
-        to_k, to_v = self.projections[site]
-        k_ref, v_ref = to_k(ref), to_v(ref)
-        rows_k, rows_v = [], []
-        for branch in call.chunks:                     # uncond rows get zero reference features
-            if branch == 0:
-                rows_k.append(k_ref.expand(call.chunk_size, -1, -1))
-                rows_v.append(v_ref.expand(call.chunk_size, -1, -1))
-            else:
-                rows_k.append(torch.zeros_like(k_ref).expand(call.chunk_size, -1, -1))
-                rows_v.append(torch.zeros_like(v_ref).expand(call.chunk_size, -1, -1))
-        return torch.cat(rows_k), torch.cat(rows_v)
+        """W_k ref, W_v ref for the rows of this call (zeros for uncond rows), projected once per pass."""
+        key = (site, call.chunks, call.chunk_size, like.device, like.dtype)
+        kv = self._kv.get(key)
+        if kv is None:
+            ref = self.features[site].to(like.device, like.dtype)
+            to_k, to_v = self.projections[site]
+            parts = []
+            for proj in (to_k, to_v):
+                projected = proj(ref)
+                rows = [projected if branch == 0 else torch.zeros_like(projected) for branch in call.chunks]
+                parts.append(torch.cat([r.expand(call.chunk_size, -1, -1) for r in rows]))
+            kv = self._kv[key] = (parts[0], parts[1])
+        return kv
+
+    @property
+    def extends_kv(self) -> bool:
+        """Concat mode at full weight: the dispatcher folds the reference keys into its one attention."""
+        return self.mode == "concat"
+
+    def extra_kv(self, q, k, v, call: SiteCall) -> tuple[torch.Tensor, torch.Tensor]:
+        if call.site not in self.features:
+            return k[:, :0], v[:, :0]
+        return self._ref_kv(call.site, call, q)
 
     def delta(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, call: SiteCall) -> torch.Tensor:
         if call.site not in self.features:

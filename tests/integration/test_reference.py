@@ -100,3 +100,20 @@ def test_node_refuses_a_latent_of_another_model(tiny):
                                           0).args[0]
     (c,) = hooks.contributions(patched.model_options)
     assert c.mode == "cross" and c.latent.shape == (1, 4, 6, 10) and c.cache_every == 2
+
+
+def test_partial_weight_blends_plain_and_concat_attention(setup):
+    model, run = setup
+    m, c = make(model)
+    run(m, steps=1)
+    site = model_sites(model, NODE)[0]
+    n = c.features[site.key].shape[1]
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, n, site.inner_dim, generator=g) for _ in range(3))
+    extra = {"n_heads": site.heads, "cond_or_uncond": [1, 0], "original_shape": [1, 4, 8, 8],
+             "sigmas": torch.tensor([1.0, 1.0])}
+    plain = hooks.SiteDispatcher(site.key, "attn1", None, ())(q, k, v, extra)
+    full = hooks.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
+    c.weight = 0.5
+    half = hooks.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
+    torch.testing.assert_close(half, 0.5 * plain + 0.5 * full, rtol=0, atol=1e-5)
