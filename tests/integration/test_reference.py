@@ -117,3 +117,17 @@ def test_partial_weight_blends_plain_and_concat_attention(setup):
     c.weight = 0.5
     half = hooks.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
     torch.testing.assert_close(half, 0.5 * plain + 0.5 * full, rtol=0, atol=1e-5)
+
+
+def test_separate_reference_unet_on_the_clean_latent(tiny):
+    """IDM-VTON's source: another UNet (the garment net) on the clean reference latent at the current timestep."""
+    model = tiny.build_model("tiny_sd15", seed=6)
+    garment = tiny.build_model("tiny_sd15", seed=9)
+    pos, neg = tiny.text_conditioning("tiny_sd15", 1), tiny.text_conditioning("tiny_sd15", 2)
+    same, c_same = make(model)
+    other, c_other = make(model, source=garment, noised=False)
+    assert c_other.models() == [garment]             # ComfyUI loads the garment UNet with the main one
+    a, b = tiny.sample(same, pos, neg, steps=2), tiny.sample(other, pos, neg, steps=2)
+    assert c_other.passes == 2 and not torch.equal(a, b)
+    site = model_sites(model, NODE)[0].key
+    assert not torch.allclose(c_same.features[site], c_other.features[site])
