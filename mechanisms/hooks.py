@@ -8,6 +8,9 @@ first) and adds each active contribution:
 
     out = base(q, k, v) + sum_i  weight_i * site_weight_i * mask_i * delta_i(q, k, v)
 
+A contribution that appends keys/values instead (reference concat, `extends_kv`) is folded into the base
+attention when it acts at full weight on every row: base = Attn(q, [k, k_extra], [v, v_extra]).
+
 Schedule (sigma range), CFG branch selection and spatial masks are handled here, once, for every
 mechanism alike. A contribution whose weight is 0 is skipped outright, so the output is then bit-identical
 to the unpatched model.
