@@ -156,7 +156,8 @@ def encode(encoder, images: torch.Tensor, node: str, mode: str = "crop", input_n
     import comfy.utils
 
     if mode not in CROP_MODES:
-        raise InfuseError(node, f"crop mode must be one of {CROP_MODES}.", "", input_name="crop")
+        raise InfuseError(node, f"crop mode must be one of {CROP_MODES}, got '{mode}'.",
+                          "pick crop, pad or squash.", input_name="crop")
     images = as_rgb(images, node, input_name)
     pooled, hidden = [], []
     bar = comfy.utils.ProgressBar(images.shape[0])

@@ -115,7 +115,8 @@ def analyze(analyzer: FaceAnalyzer, images: torch.Tensor, node: str, selection: 
     from .clip_vision import as_rgb
 
     if selection not in SELECTIONS:
-        raise InfuseError(node, f"face selection must be one of {SELECTIONS}.", "", input_name="selection")
+        raise InfuseError(node, f"face selection must be one of {SELECTIONS}, got '{selection}'.",
+                          "pick largest, left-to-right or index.", input_name="selection")
     images = as_rgb(images, node)
     picked = []
     bar = comfy.utils.ProgressBar(images.shape[0])

@@ -27,6 +27,7 @@ from typing import Iterable
 
 import torch
 
+from .errors import InfuseError
 from .schedule import ApplyTo, SigmaRange, check_mask_aspect, current_sigma, mask_to_tokens, normalize_mask
 from .sites import Site, SiteKey, model_sites
 
@@ -69,6 +70,10 @@ class Contribution:
                  site_weights: dict[SiteKey, float] | None = None):
         self.node = node
         self.weight = float(weight)
+        if not 0.0 <= start_percent <= end_percent <= 1.0:
+            raise InfuseError(node, f"start_percent {start_percent} / end_percent {end_percent} is not a range of the "
+                                    "schedule.", "use 0 <= start_percent <= end_percent <= 1.",
+                              input_name="start_percent")
         self.schedule = SigmaRange(start_percent, end_percent)
         self.apply_to = ApplyTo(apply_to)
         self.mask = normalize_mask(mask, node) if mask is not None else None

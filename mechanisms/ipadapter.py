@@ -38,7 +38,9 @@ def image_tokens(adapter: IPAdapterModel, node: str, embeds: ImageEmbeds | None 
     zero embeds for pooled / face inputs, the encoder's zero image for hidden-state inputs, unless a
     negative image (or, for face inputs, `negative_face` of the face input's shape) is given."""
     if combine not in COMBINE:
-        raise InfuseError(node, f"combine must be one of {COMBINE}, got '{combine}'.", "", input_name="combine")
+        raise InfuseError(node, f"combine must be one of {COMBINE}, got '{combine}'.",
+                          "pick concat or average in the node (an API workflow may carry an old value).",
+                          input_name="combine")
     if adapter.uses_clip and embeds is None:
         raise InfuseError(node, f"'{adapter.name}' ({adapter.describe()}) needs CLIP image embeds.",
                           "connect an image (or Infuse Encode Image's embeds).", input_name="image")

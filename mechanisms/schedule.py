@@ -160,6 +160,14 @@ def block_weights(sites, family: str, weight_type: str, weight: float, compositi
     return out
 
 
+def site_weights(sites, family: str, weight_type: str, weight: float, composition_weight: float,
+                 rules: str, node: str) -> dict:
+    """Absolute weight per site: the weight type's spread times the per-block rules."""
+    spread = block_weights(sites, family, weight_type, weight, composition_weight, node)
+    factors = parse_block_weights(rules, sites, node)
+    return {k: w * factors[k] for k, w in spread.items()}
+
+
 def parse_block_weights(text: str, sites, node: str, input_name: str = "block_weights") -> dict:
     """Per-site multipliers from 'block[:number[:depth]]=value' rules, comma or newline separated; a later rule
     overrides an earlier one. Example: 'input=0, output:1=1.2, middle:0:9=0.5'."""

@@ -39,7 +39,8 @@ class InfuseSaveEmbeds(io.ComfyNode):
         node = "Infuse Save Embeds"
         record = image_embeds if image_embeds is not None else face_embeds
         if record is None or (image_embeds is not None and face_embeds is not None):
-            raise InfuseError(node, "connect exactly one of image_embeds and face_embeds.", "",
+            raise InfuseError(node, "image_embeds and face_embeds are both connected, or neither is.",
+                              "connect exactly one of them; use two Save nodes to save both.",
                               input_name="image_embeds")
         out_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)

@@ -97,9 +97,6 @@ class InfuseIPAdapter(io.ComfyNode):
                 attn_mask=None) -> io.NodeOutput:
         family = model_family(model, APPLY)
         check_family(model, ipadapter, APPLY)
-        if start_percent > end_percent:
-            raise InfuseError(APPLY, f"start_percent {start_percent} is after end_percent {end_percent}.",
-                              "make start_percent <= end_percent.", input_name="start_percent")
         if ipadapter.uses_clip and image is None and image_embeds is None:
             raise InfuseError(APPLY, f"'{ipadapter.name}' ({ipadapter.describe()}) needs a reference image.",
                               "connect an image and a CLIP vision model, or image_embeds.", input_name="image")
@@ -109,9 +106,8 @@ class InfuseIPAdapter(io.ComfyNode):
         cond, uncond = image_tokens(ipadapter, APPLY, embeds=embeds, faces=face_embeds, negative=negative,
                                     combine=combine, faceid_v2=faceid_v2, faceid_v2_weight=faceid_v2_weight)
         sites = model_sites(model, APPLY)
-        weights = schedule.block_weights(sites, family, weight_type, weight, composition_weight, APPLY)
-        factors = schedule.parse_block_weights(block_weights, sites, APPLY)
-        site_weights = {k: w * factors[k] for k, w in weights.items()}
+        site_weights = schedule.site_weights(sites, family, weight_type, weight, composition_weight, block_weights,
+                                             APPLY)
 
         patched = model.clone()
         apply_ipadapter(patched, ipadapter, cond, uncond, APPLY, weight=1.0, site_weights=site_weights,

@@ -48,9 +48,6 @@ class InfuseReferenceOnly(io.ComfyNode):
             raise InfuseError(NODE, f"the reference latent has shape {tuple(samples.shape)}; this model's latents "
                                     f"have {channels} channels.",
                               "encode the reference image with this model's VAE (VAE Encode).", input_name="reference")
-        if start_percent > end_percent:
-            raise InfuseError(NODE, f"start_percent {start_percent} is after end_percent {end_percent}.",
-                              "make start_percent <= end_percent.", input_name="start_percent")
         patched = model.clone()
         latent = model.model.process_latent_in(samples[:1].float())
         contribution = ReferenceAttention(NODE, mode, latent, attn1_projections(patched, sites), weight=weight,

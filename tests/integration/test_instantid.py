@@ -141,3 +141,11 @@ def test_instantid_file_layout_is_recognised(tmp_path, tiny):
     adapter = load_ipadapter(str(path), NODE)
     check_instantid(adapter, NODE)
     assert sorted(2 * n + 1 for n in adapter.kv) == list(range(1, 140, 2)) and adapter.tokens == 16
+
+
+def test_instantid_node_refuses_a_reversed_range(tiny, parts):
+    from comfyui_infuse.nodes.instantid_nodes import InfuseInstantIDAdapter
+
+    model, instantid, _, _, faces = parts
+    with pytest.raises(InfuseError, match="Infuse InstantID Adapter, input 'start_percent'"):
+        InfuseInstantIDAdapter.execute(model, instantid, faces, "average", 0.0, 0.8, 0.9, 0.1)

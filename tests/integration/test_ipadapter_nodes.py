@@ -215,3 +215,11 @@ def test_outside_start_end_the_model_output_is_unchanged(env, sd15, tiny):
     for outside in (0.2, 0.95):
         assert torch.equal(call(patched, outside), call(model, outside))
     assert not torch.equal(call(patched, 0.7), call(model, 0.7))
+
+
+def test_bad_schedule_range_names_node_and_input(env, sd15):
+    model, _ = sd15
+    with pytest.raises(InfuseError, match="Infuse IP-Adapter, input 'start_percent': start_percent 0.8 / "
+                                          "end_percent 0.2 is not a range"):
+        apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder(), start_percent=0.8,
+              end_percent=0.2)
