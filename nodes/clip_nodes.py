@@ -7,8 +7,13 @@ from ..mechanisms.errors import InfuseError
 from .folders import find_model_file
 from .types import ImageEmbedsType, OpenClipType
 
-CROP_TOOLTIP = ("How a non-square image becomes CLIP's square input: crop = shortest side to the model's size, "
-                "centre crop (CLIP's own preprocessing); pad = the whole image on black; squash = stretched.")
+CROP_TOOLTIP = ("How a non-square image becomes CLIP's square input (224 px for most encoders): crop = centre "
+                "square, CLIP's own preprocessing (the edges are cut off); pad = the whole image on black bars; "
+                "squash = the whole image stretched square (proportions change).")
+CLIP_VISION_TOOLTIP = ("A CLIP vision model (Load CLIP Vision) that encodes the images. Use the encoder the adapter "
+                       "was trained with: ViT-H for most adapters, ViT-bigG for ip-adapter_sdxl and SD1.5 vit-G. "
+                       "Connect this or open_clip, not both.")
+OPEN_CLIP_TOOLTIP = "Or an image tower from Infuse Load open-clip Vision, instead of clip_vision."
 
 
 def resolve_encoder(clip_vision, open_clip, node: str):
@@ -30,14 +35,18 @@ class InfuseLoadOpenClip(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseLoadOpenClip", display_name="Infuse Load open-clip Vision", category="infuse/load",
-            description="Builds an open-clip image tower (no download) and loads its weights from models/clip_vision.",
+            description="Builds an open-clip image tower (no download) and loads its weights from models/clip_vision. "
+                        "Connect it to open_clip on Infuse Encode Image or Infuse IP-Adapter.",
             inputs=[
                 io.String.Input("architecture", default="ViT-H-14",
-                                tooltip="open-clip architecture name: ViT-H-14, ViT-bigG-14, ViT-L-14, EVA02-L-14-336."),
+                                tooltip="The open-clip model the weights belong to: ViT-H-14 (most IP-Adapters), "
+                                        "ViT-bigG-14 (ip-adapter_sdxl), ViT-L-14, EVA02-L-14-336. A name that does "
+                                        "not match the file stops the node with an error."),
                 io.Combo.Input("clip_name", options=folder_paths.get_filename_list("clip_vision"),
-                               tooltip="The open-clip weights file (models/clip_vision)."),
+                               tooltip="The open-clip weights file, from models/clip_vision."),
             ],
-            outputs=[OpenClipType.Output("open_clip", tooltip="The image tower.")],
+            outputs=[OpenClipType.Output("open_clip", tooltip="The image encoder: connect it to open_clip on Infuse "
+                                                              "Encode Image or Infuse IP-Adapter.")],
         )
 
     @classmethod
@@ -52,14 +61,17 @@ class InfuseEncodeImage(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseEncodeImage", display_name="Infuse Encode Image (CLIP)", category="infuse/extract",
-            description="CLIP image embeds of each image (pooled and penultimate hidden states), for IP-Adapter.",
+            description="Encodes each image with a CLIP vision model (pooled and penultimate hidden states). Connect "
+                        "the embeds to image_embeds on Infuse IP-Adapter, or keep them with Infuse Save Embeds.",
             inputs=[
-                io.Image.Input("image", tooltip="One or more images; each is encoded."),
-                io.ClipVision.Input("clip_vision", optional=True, tooltip="A CLIP vision model (Load CLIP Vision)."),
-                OpenClipType.Input("open_clip", optional=True, tooltip="Or an open-clip tower."),
+                io.Image.Input("image", tooltip="The image(s) to encode, any size; a batch gives one embedding per "
+                                                "image, in order."),
+                io.ClipVision.Input("clip_vision", optional=True, tooltip=CLIP_VISION_TOOLTIP),
+                OpenClipType.Input("open_clip", optional=True, tooltip=OPEN_CLIP_TOOLTIP),
                 io.Combo.Input("crop", options=list(CROP_MODES), default="crop", tooltip=CROP_TOOLTIP),
             ],
-            outputs=[ImageEmbedsType.Output("image_embeds", tooltip="Embeds of every image, in order.")],
+            outputs=[ImageEmbedsType.Output("image_embeds", tooltip="The CLIP embeds of every image, in order: connect "
+                                                                    "to image_embeds on Infuse IP-Adapter.")],
         )
 
     @classmethod

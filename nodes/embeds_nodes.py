@@ -11,6 +11,9 @@ from ..mechanisms.errors import InfuseError
 from .clip_nodes import resolve_encoder
 from .types import FaceEmbedsType, ImageEmbedsType, OpenClipType
 
+EMBEDS_FILE_TOOLTIP = ("A .safetensors file written by Infuse Save Embeds, in ComfyUI's input folder (subfolders "
+                       "included). Refresh the page after copying a new file there.")
+
 
 def _embeds_files() -> list[str]:
     root = folder_paths.get_input_directory()
@@ -25,12 +28,20 @@ class InfuseSaveEmbeds(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseSaveEmbeds", display_name="Infuse Save Embeds", category="infuse/extract",
-            description="Saves image or face embeds to the output folder as .safetensors; move the file to the "
-                        "input folder to load it with Infuse Load Image/Face Embeds.",
-            inputs=[ImageEmbedsType.Input("image_embeds", optional=True, tooltip="Embeds to save."),
-                    FaceEmbedsType.Input("face_embeds", optional=True, tooltip="Or face embeds to save."),
-                    io.String.Input("filename_prefix", default="infuse/embeds", tooltip="Path under output/.")],
-            outputs=[io.String.Output("path", tooltip="The saved file, relative to the output folder.")],
+            description="Saves image or face embeds to the output folder as .safetensors, so the images need not be "
+                        "encoded again. Connect one kind of embeds; move the file to the input folder to load it "
+                        "with Infuse Load Image/Face Embeds.",
+            inputs=[ImageEmbedsType.Input("image_embeds", optional=True,
+                                          tooltip="Image embeds to save (from Infuse Encode Image). Connect this or "
+                                                  "face_embeds, not both."),
+                    FaceEmbedsType.Input("face_embeds", optional=True,
+                                         tooltip="Or face embeds to save (from Infuse Face Analysis)."),
+                    io.String.Input("filename_prefix", default="infuse/embeds",
+                                    tooltip="File name under ComfyUI's output folder; a counter and .safetensors are "
+                                            "added (infuse/embeds -> output/infuse/embeds_00001.safetensors). "
+                                            "Slashes make subfolders.")],
+            outputs=[io.String.Output("path", tooltip="The saved file's path relative to the output folder (also "
+                                                      "shown on the node).")],
             is_output_node=True,
         )
 
@@ -71,13 +82,17 @@ class InfuseLoadImageEmbeds(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="InfuseLoadImageEmbeds", display_name="Infuse Load Image Embeds", category="infuse/extract",
-            description="Loads IMAGE_EMBEDS saved by Infuse Save Embeds (from the input folder).",
-            inputs=[io.Combo.Input("embeds_file", options=_embeds_files(), tooltip="A .safetensors in input/."),
+            node_id="InfuseLoadImageEmbeds", display_name="Infuse Load Image Embeds", category="infuse/load",
+            description="Loads image embeds saved by Infuse Save Embeds from the input folder. Connect them to "
+                        "image_embeds on Infuse IP-Adapter instead of an image and a CLIP vision model.",
+            inputs=[io.Combo.Input("embeds_file", options=_embeds_files(), tooltip=EMBEDS_FILE_TOOLTIP),
                     io.ClipVision.Input("clip_vision", optional=True,
-                                        tooltip="If connected, the file must come from this encoder."),
-                    OpenClipType.Input("open_clip", optional=True, tooltip="Or this open-clip tower.")],
-            outputs=[ImageEmbedsType.Output("image_embeds", tooltip="The loaded embeds.")],
+                                        tooltip="Optional check: if connected, the file must have been made by this "
+                                                "CLIP vision model, otherwise the node stops with an error."),
+                    OpenClipType.Input("open_clip", optional=True,
+                                       tooltip="Optional check against an open-clip tower instead.")],
+            outputs=[ImageEmbedsType.Output("image_embeds", tooltip="The saved image embeds: connect to image_embeds "
+                                                                    "on Infuse IP-Adapter.")],
         )
 
     @classmethod
@@ -97,10 +112,12 @@ class InfuseLoadFaceEmbeds(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="InfuseLoadFaceEmbeds", display_name="Infuse Load Face Embeds", category="infuse/extract",
-            description="Loads FACE_EMBEDS saved by Infuse Save Embeds (from the input folder).",
-            inputs=[io.Combo.Input("embeds_file", options=_embeds_files(), tooltip="A .safetensors in input/.")],
-            outputs=[FaceEmbedsType.Output("face_embeds", tooltip="The loaded face embeds.")],
+            node_id="InfuseLoadFaceEmbeds", display_name="Infuse Load Face Embeds", category="infuse/load",
+            description="Loads face embeds saved by Infuse Save Embeds from the input folder. Connect them where "
+                        "Infuse Face Analysis's face_embeds would go (FaceID IP-Adapter, InstantID).",
+            inputs=[io.Combo.Input("embeds_file", options=_embeds_files(), tooltip=EMBEDS_FILE_TOOLTIP)],
+            outputs=[FaceEmbedsType.Output("face_embeds", tooltip="The saved face embeds: connect to face_embeds on "
+                                                                  "Infuse IP-Adapter (FaceID) or the InstantID nodes.")],
         )
 
     @classmethod

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 from ..extractors.clip_vision import as_rgb
 from ..extractors.face import SELECTIONS, analyze, cached_analyzer, pack_names
 from ..extractors.keypoints import aligned_crops, keypoints_images
+from .presentation import preview_images, with_progress
 from .types import FaceEmbedsType
 
 ANALYSIS = "Infuse Face Analysis"
@@ -16,25 +17,36 @@ class InfuseFaceAnalysis(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseFaceAnalysis", display_name=ANALYSIS, category="infuse/extract",
-            description="insightface detection + recognition on each image: the selected face's 512-d embedding "
-                        "(raw and normalised), box, 5 keypoints. Outputs previews of the keypoints and the aligned "
-                        "face crops (the CLIP input of FaceID-Plus).",
+            description="Finds the faces in each image with insightface and keeps one per image: its identity "
+                        "embedding, box and 5 keypoints. Connect face_embeds to the InstantID nodes or a FaceID "
+                        "IP-Adapter; the selected faces are previewed on the node.",
             inputs=[
-                io.Image.Input("image", tooltip="One or more images; one face is taken from each."),
+                io.Image.Input("image", tooltip="Photo(s) with a face; one face is taken from each image (see "
+                                                "selection), so a batch gives one face per image."),
                 io.Combo.Input("model_pack", options=pack_names(folder_paths.get_folder_paths("insightface")),
-                               tooltip="Folder under models/insightface/models/ (antelopev2 for InstantID)."),
+                               tooltip="The insightface models, a folder under models/insightface/models/: "
+                                       "antelopev2 for InstantID, buffalo_l for the IP-Adapter FaceID files."),
                 io.Int.Input("det_size", default=640, min=128, max=2048, step=32,
-                             tooltip="Detector input size; larger finds smaller faces."),
+                             tooltip="Face detector input size in pixels, 128 to 2048 (640 = insightface's "
+                                     "default). Larger finds smaller faces but is slower; smaller may miss them."),
                 io.Combo.Input("selection", options=list(SELECTIONS), default="largest",
-                               tooltip="Which face when there are several: the largest, or by index "
-                                       "left-to-right / by size."),
-                io.Int.Input("face_index", default=0, min=0, max=63, tooltip="Index for the index selections."),
+                               tooltip="Which face when an image has several: largest; left-to-right = number "
+                                       "face_index counted from the left; index = number face_index counted from "
+                                       "the largest."),
+                io.Int.Input("face_index", default=0, min=0, max=63,
+                             tooltip="Which face for the left-to-right and index selections, from 0 (the leftmost, "
+                                     "or the largest). Ignored by 'largest'."),
                 io.Int.Input("crop_size", default=224, min=112, max=1024, step=16,
-                             tooltip="Side of the aligned face crops."),
+                             tooltip="Side in pixels of the aligned face crops, 112 to 1024 (224 = CLIP's input "
+                                     "size). Changes only face_crops."),
             ],
-            outputs=[FaceEmbedsType.Output("face_embeds", tooltip="The selected face of every image."),
-                     io.Image.Output("keypoints", tooltip="InstantID keypoint images at each image's size."),
-                     io.Image.Output("face_crops", tooltip="5-point aligned face crops.")],
+            outputs=[FaceEmbedsType.Output("face_embeds", tooltip="The selected face of every image (identity "
+                                                                  "embedding, box, keypoints): connect to the InstantID "
+                                                                  "nodes or face_embeds on Infuse IP-Adapter."),
+                     io.Image.Output("keypoints", tooltip="Each face's 5 keypoints drawn in InstantID's colours at "
+                                                          "its image's size: IdentityNet's condition image."),
+                     io.Image.Output("face_crops", tooltip="The selected faces, rotated and scaled upright (5-point "
+                                                           "alignment): the image input of FaceID-Plus adapters.")],
         )
 
     @classmethod
@@ -44,7 +56,7 @@ class InfuseFaceAnalysis(io.ComfyNode):
         hw = tuple(image.shape[1:3])
         kps = keypoints_images(faces.kps, hw, hw)
         crops = aligned_crops(as_rgb(image, ANALYSIS), faces.kps, crop_size)
-        return io.NodeOutput(faces, kps, crops)
+        return io.NodeOutput(faces, kps, crops, ui=preview_images(cls, crops))
 
 
 class InfuseFaceKeypoints(io.ComfyNode):
@@ -52,19 +64,28 @@ class InfuseFaceKeypoints(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseFaceKeypoints", display_name="Infuse Face Keypoints", category="infuse/extract",
-            description="Draws IdentityNet's condition image (InstantID's convention) for faces at a given size, "
-                        "e.g. from a separate pose image's Face Analysis.",
-            inputs=[FaceEmbedsType.Input("face_embeds", tooltip="Faces whose keypoints to draw."),
-                    io.Int.Input("width", default=1024, min=64, max=8192, step=8, tooltip="Output width."),
-                    io.Int.Input("height", default=1024, min=64, max=8192, step=8, tooltip="Output height.")],
-            outputs=[io.Image.Output("keypoints", tooltip="The keypoint images.")],
+            description="Draws IdentityNet's condition image (InstantID's keypoint convention) for faces at a given "
+                        "size, e.g. a separate pose image's face from Infuse Face Analysis. Connect it to keypoints "
+                        "on Infuse InstantID or Infuse IdentityNet; the drawing is previewed on the node.",
+            inputs=[FaceEmbedsType.Input("face_embeds", tooltip="The faces whose keypoints to draw, e.g. Infuse Face "
+                                                                "Analysis of a pose image: the generated face takes "
+                                                                "their place and angle."),
+                    io.Int.Input("width", default=1024, min=64, max=8192, step=8,
+                                 tooltip="Width of the keypoint image in pixels; use the generated image's width "
+                                         "(the keypoints are scaled to it)."),
+                    io.Int.Input("height", default=1024, min=64, max=8192, step=8,
+                                 tooltip="Height of the keypoint image in pixels; use the generated image's height.")],
+            outputs=[io.Image.Output("keypoints", tooltip="One keypoint image per face (InstantID's colours on "
+                                                          "black): connect to keypoints on Infuse InstantID or "
+                                                          "IdentityNet.")],
         )
 
     @classmethod
     def execute(cls, face_embeds, width, height) -> io.NodeOutput:
         images = []
-        for i in range(len(face_embeds)):
+        for i in with_progress(range(len(face_embeds))):
             src = tuple(int(v) for v in face_embeds.image_hw[i].tolist()) if face_embeds.image_hw[i].min() > 0 \
                 else (height, width)
             images.append(keypoints_images(face_embeds.kps[i:i + 1], src, (height, width)))
-        return io.NodeOutput(torch.cat(images))
+        images = torch.cat(images)
+        return io.NodeOutput(images, ui=preview_images(cls, images))

@@ -21,10 +21,13 @@ class InfuseAttentionSites(io.ComfyNode):
             node_id="InfuseAttentionSites",
             display_name="Infuse Attention Sites",
             category="infuse/inspect",
-            description="Lists the model's attention sites in the order adapter files number them "
-                        "(down, up, then middle block). Site names are what per-block weights refer to.",
-            inputs=[io.Model.Input("model", tooltip="An SD1.5 or SDXL model (from Load Checkpoint).")],
-            outputs=[io.String.Output("sites", tooltip="The site table as text.")],
+            description="Lists the model's attention sites in the order adapter files number them (down, up, then "
+                        "middle block), shown on the node. Connect any model; use the site names in block_weights.",
+            inputs=[io.Model.Input("model", tooltip="An SD1.5 or SDXL model (from Load Checkpoint, or after other "
+                                                    "nodes); it is only read.")],
+            outputs=[io.String.Output("sites", tooltip="The site table as text (also shown on the node): the "
+                                                       "block:number:depth names block_weights uses, with widths "
+                                                       "and heads.")],
             is_output_node=True,
         )
 

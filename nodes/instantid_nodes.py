@@ -9,6 +9,7 @@ from ..mechanisms.ipadapter import apply_ipadapter
 from ..mechanisms.ipadapter_file import load_ipadapter
 from ..mechanisms.sites import model_family
 from .folders import find_model_file
+from .presentation import MASK_TOOLTIP, SDXL_MODEL_TOOLTIP, patched_model_tooltip, preview_images, schedule_inputs
 from .types import FaceEmbedsType, IPAdapterType
 
 COMBINE_FACES = ("average", "concat")
@@ -31,20 +32,25 @@ def _keypoints(face_embeds, keypoints, node):
     return keypoints_images(face_embeds.kps[:1], hw, hw)
 
 
-def _common_inputs(prefix=""):
-    return [io.Float.Input(f"{prefix}start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
-                           tooltip="Where in the schedule it starts acting."),
-            io.Float.Input(f"{prefix}end_percent", default=1.0, min=0.0, max=1.0, step=0.001,
-                           tooltip="Where in the schedule it stops acting.")]
-
-
 FACE_INPUTS = [
-    FaceEmbedsType.Input("face_embeds", tooltip="From Infuse Face Analysis (antelopev2)."),
+    FaceEmbedsType.Input("face_embeds", tooltip="The identity to copy: face embeds from Infuse Face Analysis with the "
+                                                "antelopev2 models."),
     io.Combo.Input("combine", options=list(COMBINE_FACES), default="average",
-                   tooltip="Several reference faces: average their embeddings, or concatenate their tokens."),
+                   tooltip="With several reference faces: average = one blended identity; concat = every face's "
+                           "tokens side by side."),
     io.Float.Input("noise", default=0.0, min=0.0, max=1.0, step=0.01,
-                   tooltip="Uncond face input: 0 = the zero embedding (reference); >0 = seeded noise of this amount."),
+                   tooltip="The unconditional face input, 0 to 1: 0 = the zero embedding (reference code); above 0 = "
+                           "seeded noise of that amount, which changes what the face is pushed away from."),
 ]
+POSITIVE_TOOLTIP = "The positive prompt's conditioning (CLIP Text Encode); IdentityNet is attached to it."
+NEGATIVE_TOOLTIP = "The negative prompt's conditioning; IdentityNet is attached to it with the unconditional face."
+CONTROL_NET_TOOLTIP = ("IdentityNet, InstantID's ControlNet, from Load ControlNet Model (e.g. "
+                       "controlnet/instantid/diffusion_pytorch_model.safetensors).")
+KEYPOINTS_TOOLTIP = ("Where the face goes and how it is turned: a keypoint image (Infuse Face Analysis or Face "
+                     "Keypoints) with the generated image's aspect ratio. Empty = the reference face's own keypoints "
+                     "(same place and pose). The image used is previewed on the node.")
+POSITIVE_OUT_TOOLTIP = "The positive conditioning with IdentityNet: connect to KSampler's positive."
+NEGATIVE_OUT_TOOLTIP = "The negative conditioning with IdentityNet: connect to KSampler's negative."
 
 
 class InfuseLoadInstantID(io.ComfyNode):
@@ -52,10 +58,14 @@ class InfuseLoadInstantID(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseLoadInstantID", display_name="Infuse Load InstantID", category="infuse/load",
-            description="Loads InstantID's face adapter (ip-adapter.bin) from models/instantid.",
+            description="Loads InstantID's face adapter (ip-adapter.bin) from models/instantid. Connect it to "
+                        "instantid on Infuse InstantID, InstantID Adapter or IdentityNet.",
             inputs=[io.Combo.Input("instantid_file", options=folder_paths.get_filename_list("instantid"),
-                                   tooltip="InstantID's ip-adapter.bin (or a .safetensors conversion).")],
-            outputs=[IPAdapterType.Output("instantid", tooltip="The face adapter.")],
+                                   tooltip="InstantID's ip-adapter.bin (or a .safetensors conversion), from "
+                                           "models/instantid. IdentityNet is a separate file, loaded with Load "
+                                           "ControlNet Model.")],
+            outputs=[IPAdapterType.Output("instantid", tooltip="The face adapter: connect to instantid on the "
+                                                               "InstantID nodes.")],
         )
 
     @classmethod
@@ -72,13 +82,18 @@ class InfuseInstantIDAdapter(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseInstantIDAdapter", display_name="Infuse InstantID Adapter", category="infuse/apply",
-            description="InstantID's face adapter: 16 face tokens in decoupled cross-attention at every site.",
-            inputs=[io.Model.Input("model", tooltip="An SDXL model (cloned, not changed)."),
-                    IPAdapterType.Input("instantid", tooltip="From Infuse Load InstantID."), *FACE_INPUTS,
-                    io.Float.Input("weight", default=0.8, min=0.0, max=3.0, step=0.01, tooltip="Adapter weight."),
-                    *_common_inputs(),
-                    io.Mask.Input("attn_mask", optional=True, tooltip="Where the face goes (white).")],
-            outputs=[io.Model.Output(tooltip="The patched model.")],
+            description="InstantID's face adapter alone: the identity steers every cross-attention of an SDXL "
+                        "model. Connect Infuse Load InstantID and Face Analysis's face_embeds; pair it with Infuse "
+                        "IdentityNet, or use Infuse InstantID for both.",
+            inputs=[io.Model.Input("model", tooltip=SDXL_MODEL_TOOLTIP),
+                    IPAdapterType.Input("instantid", tooltip="The face adapter from Infuse Load InstantID."),
+                    *FACE_INPUTS,
+                    io.Float.Input("weight", default=0.8, min=0.0, max=3.0, step=0.01,
+                                   tooltip="How strongly the identity steers the image, 0 to 3 (0 = off). Higher = "
+                                           "closer likeness but stiffer faces; lower = more freedom for the prompt."),
+                    *schedule_inputs("the face adapter"),
+                    io.Mask.Input("attn_mask", optional=True, tooltip=MASK_TOOLTIP.format(subject="the face"))],
+            outputs=[io.Model.Output(tooltip=patched_model_tooltip("the face adapter"))],
         )
 
     @classmethod
@@ -98,21 +113,23 @@ class InfuseIdentityNet(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseIdentityNet", display_name="Infuse IdentityNet", category="infuse/apply",
-            description="InstantID's IdentityNet: a ControlNet on the keypoint image whose context is the face "
-                        "tokens, never the text.",
-            inputs=[io.Conditioning.Input("positive", tooltip="Positive conditioning."),
-                    io.Conditioning.Input("negative", tooltip="Negative conditioning."),
-                    io.ControlNet.Input("control_net", tooltip="IdentityNet, from Load ControlNet Model."),
-                    IPAdapterType.Input("instantid", tooltip="From Infuse Load InstantID (makes the face tokens)."),
+            description="InstantID's IdentityNet: a ControlNet on the face keypoints that sees the face identity "
+                        "instead of the prompt. Connect the prompts' conditioning, IdentityNet, Infuse Load InstantID "
+                        "and face embeds, then feed the outputs to KSampler.",
+            inputs=[io.Conditioning.Input("positive", tooltip=POSITIVE_TOOLTIP),
+                    io.Conditioning.Input("negative", tooltip=NEGATIVE_TOOLTIP),
+                    io.ControlNet.Input("control_net", tooltip=CONTROL_NET_TOOLTIP),
+                    IPAdapterType.Input("instantid", tooltip="The face adapter from Infuse Load InstantID; it turns "
+                                                             "the face embedding into what IdentityNet sees."),
                     *FACE_INPUTS,
-                    io.Image.Input("keypoints", optional=True,
-                                   tooltip="Condition image; default: the face's own keypoints."),
-                    io.Float.Input("strength", default=0.8, min=0.0, max=3.0, step=0.01, tooltip="ControlNet strength."),
-                    *_common_inputs(),
-                    io.Mask.Input("attn_mask", optional=True, tooltip="Where IdentityNet acts (white).")],
-            outputs=[io.Conditioning.Output("positive_out", display_name="positive", tooltip="With IdentityNet."),
-                     io.Conditioning.Output("negative_out", display_name="negative",
-                                            tooltip="With IdentityNet (uncond face tokens).")],
+                    io.Image.Input("keypoints", optional=True, tooltip=KEYPOINTS_TOOLTIP),
+                    io.Float.Input("strength", default=0.8, min=0.0, max=3.0, step=0.01,
+                                   tooltip="How strongly IdentityNet holds the face's place, pose and features, 0 to 3 "
+                                           "(0 = off). Higher = stricter; lower = looser."),
+                    *schedule_inputs("IdentityNet"),
+                    io.Mask.Input("attn_mask", optional=True, tooltip=MASK_TOOLTIP.format(subject="IdentityNet"))],
+            outputs=[io.Conditioning.Output("positive_out", display_name="positive", tooltip=POSITIVE_OUT_TOOLTIP),
+                     io.Conditioning.Output("negative_out", display_name="negative", tooltip=NEGATIVE_OUT_TOOLTIP)],
         )
 
     @classmethod
@@ -120,9 +137,10 @@ class InfuseIdentityNet(io.ComfyNode):
                 end_percent, keypoints=None, attn_mask=None) -> io.NodeOutput:
         node = "Infuse IdentityNet"
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
-        pos, neg = identitynet_conditioning(positive, negative, control_net, _keypoints(face_embeds, keypoints, node),
-                                            cond, uncond, strength, start_percent, end_percent, node, attn_mask)
-        return io.NodeOutput(pos, neg)
+        condition = _keypoints(face_embeds, keypoints, node)
+        pos, neg = identitynet_conditioning(positive, negative, control_net, condition, cond, uncond, strength,
+                                            start_percent, end_percent, node, attn_mask)
+        return io.NodeOutput(pos, neg, ui=preview_images(cls, condition))
 
 
 class InfuseInstantID(io.ComfyNode):
@@ -130,25 +148,28 @@ class InfuseInstantID(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseInstantID", display_name="Infuse InstantID", category="infuse/apply",
-            description="InstantID in one node: the face adapter on the model and IdentityNet on the conditioning.",
-            inputs=[io.Model.Input("model", tooltip="An SDXL model."),
-                    io.Conditioning.Input("positive", tooltip="Positive conditioning."),
-                    io.Conditioning.Input("negative", tooltip="Negative conditioning."),
-                    IPAdapterType.Input("instantid", tooltip="From Infuse Load InstantID."),
-                    io.ControlNet.Input("control_net", tooltip="IdentityNet, from Load ControlNet Model."),
+            description="InstantID in one node: the face adapter on the model and IdentityNet on the conditioning, "
+                        "each with its own weight and range. Connect an SDXL model, the prompts, Infuse Load "
+                        "InstantID, IdentityNet and Face Analysis's face_embeds; feed the outputs to KSampler.",
+            inputs=[io.Model.Input("model", tooltip=SDXL_MODEL_TOOLTIP),
+                    io.Conditioning.Input("positive", tooltip=POSITIVE_TOOLTIP),
+                    io.Conditioning.Input("negative", tooltip=NEGATIVE_TOOLTIP),
+                    IPAdapterType.Input("instantid", tooltip="The face adapter from Infuse Load InstantID."),
+                    io.ControlNet.Input("control_net", tooltip=CONTROL_NET_TOOLTIP),
                     *FACE_INPUTS,
-                    io.Image.Input("keypoints", optional=True,
-                                   tooltip="Condition image; default: the face's own keypoints."),
+                    io.Image.Input("keypoints", optional=True, tooltip=KEYPOINTS_TOOLTIP),
                     io.Float.Input("adapter_weight", default=0.8, min=0.0, max=3.0, step=0.01,
-                                   tooltip="Face adapter weight."),
+                                   tooltip="How strongly the face adapter steers the identity, 0 to 3 (0 = off). "
+                                           "Higher = closer likeness but stiffer faces."),
                     io.Float.Input("identitynet_strength", default=0.8, min=0.0, max=3.0, step=0.01,
-                                   tooltip="IdentityNet strength."),
-                    *_common_inputs("adapter_"), *_common_inputs("identitynet_"),
+                                   tooltip="How strongly IdentityNet holds the face's place, pose and features, 0 to 3 "
+                                           "(0 = off). Higher = stricter; lower = looser."),
+                    *schedule_inputs("the face adapter", "adapter_"), *schedule_inputs("IdentityNet", "identitynet_"),
                     io.Mask.Input("attn_mask", optional=True,
-                                  tooltip="Where the face goes: limits both the adapter and IdentityNet.")],
-            outputs=[io.Model.Output(tooltip="The patched model."),
-                     io.Conditioning.Output("positive_out", display_name="positive", tooltip="With IdentityNet."),
-                     io.Conditioning.Output("negative_out", display_name="negative", tooltip="With IdentityNet.")],
+                                  tooltip=MASK_TOOLTIP.format(subject="the face (adapter and IdentityNet)"))],
+            outputs=[io.Model.Output(tooltip=patched_model_tooltip("the face adapter")),
+                     io.Conditioning.Output("positive_out", display_name="positive", tooltip=POSITIVE_OUT_TOOLTIP),
+                     io.Conditioning.Output("negative_out", display_name="negative", tooltip=NEGATIVE_OUT_TOOLTIP)],
         )
 
     @classmethod
@@ -158,10 +179,11 @@ class InfuseInstantID(io.ComfyNode):
         node = "Infuse InstantID"
         _require_sdxl(model, node)
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
-        pos, neg = identitynet_conditioning(positive, negative, control_net, _keypoints(face_embeds, keypoints, node),
-                                            cond, uncond, identitynet_strength, identitynet_start_percent,
-                                            identitynet_end_percent, node, attn_mask)
+        condition = _keypoints(face_embeds, keypoints, node)
+        pos, neg = identitynet_conditioning(positive, negative, control_net, condition, cond, uncond,
+                                            identitynet_strength, identitynet_start_percent, identitynet_end_percent,
+                                            node, attn_mask)
         patched = model.clone()
         apply_ipadapter(patched, instantid, cond, uncond, node, weight=adapter_weight,
                         start_percent=adapter_start_percent, end_percent=adapter_end_percent, mask=attn_mask)
-        return io.NodeOutput(patched, pos, neg)
+        return io.NodeOutput(patched, pos, neg, ui=preview_images(cls, condition))

@@ -8,8 +8,9 @@ from ..mechanisms.errors import InfuseError
 from ..mechanisms.ipadapter import COMBINE, apply_faceid_lora, apply_ipadapter, check_family, image_tokens
 from ..mechanisms.ipadapter_file import load_ipadapter
 from ..mechanisms.sites import model_family, model_sites
-from .clip_nodes import CROP_TOOLTIP, resolve_encoder
+from .clip_nodes import CLIP_VISION_TOOLTIP, CROP_TOOLTIP, OPEN_CLIP_TOOLTIP, resolve_encoder
 from .folders import find_model_file
+from .presentation import APPLY_MODEL_TOOLTIP, MASK_TOOLTIP, patched_model_tooltip, schedule_inputs
 from .types import FaceEmbedsType, ImageEmbedsType, IPAdapterType, OpenClipType
 
 APPLY = "Infuse IP-Adapter"
@@ -20,12 +21,16 @@ class InfuseIPAdapterLoader(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseIPAdapterLoader", display_name="Infuse Load IP-Adapter", category="infuse/load",
-            description="Loads an IP-Adapter file (.safetensors, or .bin read without running code). The variant "
-                        "(base, plus, full-face, FaceID, ...) and base model are read from the weights.",
+            description="Loads an IP-Adapter file (.safetensors, or .bin read without running code); the variant "
+                        "(base, plus, full-face, FaceID, ...) and base model are read from the weights. Connect it "
+                        "to ipadapter on Infuse IP-Adapter.",
             inputs=[io.Combo.Input("ipadapter_file", options=folder_paths.get_filename_list("ipadapter"),
-                                   tooltip="A file in models/ipadapter.")],
-            outputs=[IPAdapterType.Output("ipadapter", tooltip="The adapter."),
-                     io.String.Output("info", tooltip="What the file was recognised as.")],
+                                   tooltip="An IP-Adapter file from models/ipadapter. What it is (variant, SD1.5 or "
+                                           "SDXL) is read from the weights, so the file name does not matter.")],
+            outputs=[IPAdapterType.Output("ipadapter", tooltip="The loaded adapter: connect to ipadapter on Infuse "
+                                                               "IP-Adapter."),
+                     io.String.Output("info", tooltip="What the file was recognised as (base model, variant, image "
+                                                      "input, token count); show it with a text preview node.")],
         )
 
     @classmethod
@@ -46,48 +51,63 @@ class InfuseIPAdapter(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseIPAdapter", display_name="Infuse IP-Adapter", category="infuse/apply",
-            description="Decoupled cross-attention: Z = Attn(Q, K_t, V_t) + w * Attn(Q, K_i, V_i) at every "
-                        "cross-attention of the UNet. Stacks with any other Infuse mechanism on the same model.",
+            description="Adds an IP-Adapter to the model: the reference image steers every cross-attention next to "
+                        "the prompt. Connect a model, Infuse Load IP-Adapter and a reference image with a CLIP vision "
+                        "model (or embeds); it stacks with every other Infuse node on the same model.",
             inputs=[
-                io.Model.Input("model", tooltip="SD1.5 or SDXL model to patch (it is cloned, not changed)."),
-                IPAdapterType.Input("ipadapter", tooltip="From Infuse Load IP-Adapter."),
+                io.Model.Input("model", tooltip=APPLY_MODEL_TOOLTIP),
+                IPAdapterType.Input("ipadapter", tooltip="The adapter from Infuse Load IP-Adapter; made for the "
+                                                         "model's family (SD1.5 or SDXL)."),
                 io.Image.Input("image", optional=True,
-                               tooltip="Reference image(s). Several images are combined as set in 'combine'."),
-                io.ClipVision.Input("clip_vision", optional=True, tooltip="CLIP vision model to encode the images."),
-                OpenClipType.Input("open_clip", optional=True, tooltip="Or an open-clip image tower."),
+                               tooltip="The reference image(s) whose subject or style the result follows. A batch of "
+                                       "several is combined as set in combine. For FaceID-Plus, connect Infuse Face "
+                                       "Analysis's face_crops."),
+                io.ClipVision.Input("clip_vision", optional=True, tooltip=CLIP_VISION_TOOLTIP),
+                OpenClipType.Input("open_clip", optional=True, tooltip=OPEN_CLIP_TOOLTIP),
                 ImageEmbedsType.Input("image_embeds", optional=True,
-                                      tooltip="Precomputed embeds instead of image + encoder."),
-                FaceEmbedsType.Input("face_embeds", optional=True, tooltip="Face embeddings, for FaceID adapters."),
+                                      tooltip="Already-encoded images (Infuse Encode Image or Load Image Embeds), used "
+                                              "instead of image + encoder; saves encoding the same references again."),
+                FaceEmbedsType.Input("face_embeds", optional=True,
+                                     tooltip="The face identity from Infuse Face Analysis (buffalo_l); needed by "
+                                             "FaceID adapters."),
                 io.Image.Input("negative_image", optional=True,
-                               tooltip="Replaces the unconditional image tokens (default: the reference code's)."),
-                io.Float.Input("weight", default=1.0, min=-1.0, max=5.0, step=0.01, tooltip="w in the formula."),
+                               tooltip="Optional image the result is steered away from: it replaces the blank "
+                                       "unconditional image of the reference code (same encoder and crop)."),
+                io.Float.Input("weight", default=1.0, min=-1.0, max=5.0, step=0.01,
+                               tooltip="How strongly the reference steers the image, -1 to 5 (1 = as trained, 0 = "
+                                       "off). Lower it (0.5 to 0.8) to give the prompt more say, raise it to follow "
+                                       "the reference more closely; negative pushes away from it."),
                 io.Combo.Input("weight_type", options=list(schedule.WEIGHT_TYPES), default="linear",
-                               tooltip="How the weight spreads over the UNet: ramps, or only style / composition "
-                                       "blocks (InstantStyle)."),
+                               tooltip="How the weight is spread over the UNet's blocks: linear = the same "
+                                       "everywhere; ease / weak / strong types ramp it by depth; style transfer and "
+                                       "composition act only on the blocks carrying style or layout (InstantStyle)."),
                 io.Float.Input("composition_weight", default=1.0, min=-1.0, max=5.0, step=0.01,
-                               tooltip="Weight of the composition blocks for the composition weight types."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
-                               tooltip="Where in the schedule the adapter starts acting."),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001,
-                               tooltip="Where in the schedule the adapter stops acting."),
+                               tooltip="Weight of the layout blocks, -1 to 5, for the composition and style and "
+                                       "composition types (ignored by the others). Raise it to copy the reference's "
+                                       "layout more."),
+                *schedule_inputs("the adapter"),
                 io.Combo.Input("combine", options=list(COMBINE), default="concat",
-                               tooltip="Several reference images: concatenate their tokens (reference code) or "
-                                       "average their embeds."),
+                               tooltip="With several reference images: concat = all their tokens side by side "
+                                       "(each image keeps its own say, as in the reference code); average = one "
+                                       "blended embedding."),
                 io.Combo.Input("crop", options=list(CROP_MODES), default="crop", tooltip=CROP_TOOLTIP),
-                io.Mask.Input("attn_mask", optional=True,
-                              tooltip="Where the adapter acts (white). Same aspect ratio as the generated image."),
+                io.Mask.Input("attn_mask", optional=True, tooltip=MASK_TOOLTIP.format(subject="the reference")),
                 io.String.Input("block_weights", default="", multiline=True,
-                                tooltip="Optional per-block multipliers, e.g. 'input=0, output:1=1.2' "
-                                        "(see Infuse Attention Sites)."),
+                                tooltip="Optional per-block multipliers on top of the weight, e.g. 'input=0, "
+                                        "output:1=1.2' (0 turns a block off); empty = none. Infuse Attention Sites "
+                                        "lists the block names."),
                 io.Float.Input("faceid_lora_strength", default=1.0, min=0.0, max=2.0, step=0.01,
-                               tooltip="FaceID files carry a LoRA; its strength (the reference uses 1)."),
+                               tooltip="FaceID files carry a LoRA for the model; its strength, 0 to 2 (1 = as the "
+                                       "reference code). Ignored by other adapters."),
                 io.Boolean.Input("faceid_v2", default=True,
-                                 tooltip="FaceID-Plus v2 (face tokens added back, 'shortcut'). The weights cannot "
-                                         "tell v1 from v2: turn off for FaceID-Plus v1 files."),
+                                 tooltip="FaceID-Plus v2 formula (the face embedding added back as a shortcut). The "
+                                         "weights cannot tell v1 from v2: turn off for FaceID-Plus v1 files. Only "
+                                         "FaceID-Plus uses it."),
                 io.Float.Input("faceid_v2_weight", default=1.0, min=0.0, max=3.0, step=0.01,
-                               tooltip="Scale of the v2 shortcut."),
+                               tooltip="Strength of the v2 shortcut, 0 to 3 (1 = reference): higher keeps the "
+                                       "identity closer. FaceID-Plus v2 only."),
             ],
-            outputs=[io.Model.Output(tooltip="The patched model.")],
+            outputs=[io.Model.Output(tooltip=patched_model_tooltip("the IP-Adapter"))],
         )
 
     @classmethod

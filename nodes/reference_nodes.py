@@ -4,6 +4,7 @@ from comfy_api.latest import io
 from ..mechanisms.errors import InfuseError
 from ..mechanisms.reference import MODES, ReferenceAttention, apply_reference, attn1_projections
 from ..mechanisms.sites import model_sites
+from .presentation import APPLY_MODEL_TOOLTIP, patched_model_tooltip, schedule_inputs
 
 NODE = "Infuse Reference Only"
 
@@ -13,29 +14,30 @@ class InfuseReferenceOnly(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="InfuseReferenceOnly", display_name=NODE, category="infuse/apply",
-            description="Runs the model on the reference latent (noised to the current step) and lets every "
-                        "self-attention of the main pass attend over the reference's hidden states too. Works on "
-                        "any SD1.5 / SDXL model; no extra weights.",
+            description="Makes the generation follow a reference image with no extra weights: the model also runs "
+                        "on the reference latent and every self-attention looks at it. Connect a model and the "
+                        "reference image's VAE Encode latent; feed the model to KSampler.",
             inputs=[
-                io.Model.Input("model", tooltip="SD1.5 or SDXL model (cloned, not changed)."),
-                io.Latent.Input("reference", tooltip="The reference image as a latent (VAE Encode). The first "
-                                                     "latent of a batch is used; its size may differ from the "
-                                                     "generated image's."),
+                io.Model.Input("model", tooltip=APPLY_MODEL_TOOLTIP),
+                io.Latent.Input("reference", tooltip="The reference image as a latent (VAE Encode with this model's "
+                                                     "VAE). The first latent of a batch is used; its size may "
+                                                     "differ from the generated image's."),
                 io.Combo.Input("mode", options=list(MODES), default="concat",
-                               tooltip="concat: self-attention over [image, reference] (IDM-VTON / reference-only); "
-                                       "cross: an extra attention over the reference, added."),
+                               tooltip="concat: each self-attention looks at the image and the reference together "
+                                       "(IDM-VTON / reference-only); cross: a separate attention over the reference, "
+                                       "added on top."),
                 io.Float.Input("weight", default=1.0, min=0.0, max=2.0, step=0.01,
-                               tooltip="1 = the full reference attention, 0 = off (style fidelity)."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
-                               tooltip="Where in the schedule it starts acting."),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001,
-                               tooltip="Where in the schedule it stops acting."),
+                               tooltip="How much the reference is followed, 0 to 2: 1 = the full reference "
+                                       "attention, 0 = off. Lower it for a looser likeness to the reference."),
+                *schedule_inputs("the reference"),
                 io.Int.Input("cache_every", default=1, min=1, max=50,
-                             tooltip="Recompute the reference features every k steps (1 = every step, exact)."),
+                             tooltip="Recompute the reference every k steps, 1 to 50: 1 = every step (exact, one "
+                                     "extra model pass per step); higher = faster sampling, slightly less exact."),
                 io.Int.Input("noise_seed", default=0, min=0, max=2 ** 31 - 1,
-                             tooltip="Seed of the noise added to the reference latent."),
+                             tooltip="Seed of the noise added to the reference latent at each step: another seed "
+                                     "varies the result slightly; keep it to reproduce an image."),
             ],
-            outputs=[io.Model.Output(tooltip="The patched model.")],
+            outputs=[io.Model.Output(tooltip=patched_model_tooltip("reference attention"))],
         )
 
     @classmethod

@@ -1,0 +1,52 @@
+"""How the pack's nodes present themselves: inputs and tooltips several nodes share, on-node previews of
+intermediate images, and progress bars for loops over images."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from comfy_api.latest import io, ui
+
+T = TypeVar("T")
+
+APPLY_MODEL_TOOLTIP = ("The model to patch: an SD1.5 or SDXL model (e.g. from Load Checkpoint). It is cloned, the "
+                       "input stays unchanged; Infuse nodes chained on one model add up.")
+SDXL_MODEL_TOOLTIP = ("An SDXL model (InstantID is SDXL only). It is cloned, the input stays unchanged; other Infuse "
+                      "nodes chained on it add up.")
+MASK_TOOLTIP = ("Optional: where {subject} acts. White = full effect, black = none, grey in between. Any size with "
+                "the generated image's aspect ratio; empty = the whole image.")
+
+
+def patched_model_tooltip(what: str) -> str:
+    return f"The model with {what}: connect it to KSampler, or to another Infuse apply node to stack more."
+
+
+def schedule_inputs(subject: str, prefix: str = "") -> list[io.Float.Input]:
+    """The start / end percent pair of a mechanism (ids `{prefix}start_percent`, `{prefix}end_percent`)."""
+    return [io.Float.Input(f"{prefix}start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
+                           tooltip=f"When {subject} starts acting, as a fraction of the sampling steps (0 to 1; 0 = "
+                                   "from the first step). Raise it to let the prompt set the composition first."),
+            io.Float.Input(f"{prefix}end_percent", default=1.0, min=0.0, max=1.0, step=0.001,
+                           tooltip=f"When {subject} stops acting, as a fraction of the sampling steps (0 to 1; 1 = "
+                                   "until the last step). Lower it to leave the final details to the prompt.")]
+
+
+def preview_images(cls, *batches) -> ui.SavedImages:
+    """One on-node preview of several IMAGE batches (their sizes may differ), saved to ComfyUI's temp folder.
+    None batches are skipped."""
+    saved = []
+    for images in batches:
+        if images is not None:
+            saved += ui.PreviewImage(images, cls=cls).values
+    return ui.SavedImages(saved)
+
+
+def with_progress(items: Iterable[T]) -> Iterator[T]:
+    """Yield the items while ComfyUI's progress bar on the running node follows them."""
+    import comfy.utils
+
+    items = list(items)
+    bar = comfy.utils.ProgressBar(len(items))
+    for item in items:
+        yield item
+        bar.update(1)
