@@ -27,15 +27,18 @@ class ReferenceAttention(Contribution):
     kind = "attn1"
 
     def __init__(self, node: str, mode: str, latent: torch.Tensor, projections: dict, source=None,
-                 noised: bool = True, cache_every: int = 1, seed: int = 0, **schedule):
+                 noised: bool = True, cache_every: int = 1, seed: int = 0, context: torch.Tensor | None = None,
+                 **schedule):
         """`latent`: the reference latent [1, C, H, W] in the model's latent space (process_latent_in applied);
         `projections`: site -> (to_k, to_v) modules of the main UNet's attn1; `source`: a ModelPatcher for a
-        separate reference UNet (its clean latent at the current timestep) or None for the same model on the
-        reference latent noised to the current sigma."""
+        separate reference UNet or None for the main model; `noised`: the reference latent noised to the
+        current sigma (reference-only) or clean, fed as is at the current timestep (IDM-VTON's garment net);
+        `context`: the reference pass's text tokens [1, T, C] (default: the main pass's cond tokens)."""
         super().__init__(node, **schedule)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode, self.latent, self.projections, self.source = mode, latent, projections, source
+        self.context = context
         self.noised, self.cache_every, self.seed = noised, max(1, int(cache_every)), seed
         self.features: dict[SiteKey, torch.Tensor] = {}
         self._kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}   # projected features, per pass
@@ -70,17 +73,13 @@ class ReferenceAttention(Contribution):
         cond_or_uncond = transformer_options.get("cond_or_uncond") or [0]
         chunk = c_crossattn.shape[0] // len(cond_or_uncond)
         row = cond_or_uncond.index(0) * chunk if 0 in cond_or_uncond else 0
-        context = c_crossattn[row:row + 1]
-        kwargs = {k: v[row:row + 1] for k, v in extra.items()
-                  if isinstance(v, torch.Tensor) and v.shape[:1] == c_crossattn.shape[:1]}
+        context = self.context if self.context is not None else c_crossattn[row:row + 1]
+        kwargs = {}
+        if self.source is None or getattr(model.diffusion_model, "num_classes", None) is not None:
+            kwargs = {k: v[row:row + 1] for k, v in extra.items()
+                      if isinstance(v, torch.Tensor) and v.shape[:1] == c_crossattn.shape[:1]}
         device = c_crossattn.device
         latent = self.latent.to(device, torch.float32)
-        if self.noised:
-            g = torch.Generator().manual_seed(self.seed)
-            noise = torch.randn(latent.shape, generator=g).to(device)
-            x = model.model_sampling.noise_scaling(sigma.to(device).float(), noise, latent)
-        else:
-            x = latent
         captured: dict[SiteKey, torch.Tensor] = {}
 
         def capture_input(n, context_attn1, value_attn1, extra_options):
@@ -89,7 +88,17 @@ class ReferenceAttention(Contribution):
             return n, context_attn1, value_attn1
 
         options = {"cond_or_uncond": [0], "sigmas": sigma, "patches": {"attn1_patch": [capture_input]}}
-        model._apply_model(x, sigma.to(device), c_crossattn=context, transformer_options=options, **kwargs)
+        sigma = sigma.to(device).float()
+        if self.noised:
+            g = torch.Generator().manual_seed(self.seed)
+            noise = torch.randn(latent.shape, generator=g).to(device)
+            x = model.model_sampling.noise_scaling(sigma, noise, latent)
+            model._apply_model(x, sigma, c_crossattn=context, transformer_options=options, **kwargs)
+        else:   # the clean latent, unscaled, at the current timestep: unet_encoder(cloth, t, text) in IDM-VTON
+            dtype = model.manual_cast_dtype or model.get_dtype()
+            model.diffusion_model(latent.to(dtype), model.model_sampling.timestep(sigma).float(),
+                                  context=context.to(device, dtype), transformer_options=options,
+                                  **{k: v.to(device, dtype) for k, v in kwargs.items()})
         self.features = captured
         self._kv = {}
         self.passes += 1
