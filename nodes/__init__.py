@@ -7,6 +7,7 @@ from .instantid_nodes import InfuseIdentityNet, InfuseInstantID, InfuseInstantID
 from .embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSaveEmbeds
 from .inspect_model import InfuseAttentionSites
 from .reference_nodes import InfuseReferenceOnly
+from .tryon_nodes import InfuseLoadIDMVTON, InfuseTryOn, InfuseTryOnMask
 from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader
 
 NODES: list[type[io.ComfyNode]] = [
@@ -21,6 +22,9 @@ NODES: list[type[io.ComfyNode]] = [
     InfuseIdentityNet,
     InfuseInstantID,
     InfuseReferenceOnly,
+    InfuseLoadIDMVTON,
+    InfuseTryOnMask,
+    InfuseTryOn,
     InfuseSaveEmbeds,
     InfuseLoadImageEmbeds,
     InfuseLoadFaceEmbeds,

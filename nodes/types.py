@@ -5,3 +5,4 @@ IPAdapterType = io.Custom("INFUSE_IPADAPTER")        # mechanisms.ipadapter_file
 OpenClipType = io.Custom("INFUSE_CLIP_VISION")       # extractors.clip_vision.OpenClipVision
 ImageEmbedsType = io.Custom("IMAGE_EMBEDS")          # extractors.features.ImageEmbeds
 FaceEmbedsType = io.Custom("FACE_EMBEDS")            # extractors.features.FaceEmbeds
+GarmentUNetType = io.Custom("INFUSE_GARMENT_UNET")   # ModelPatcher of IDM-VTON's garment UNet

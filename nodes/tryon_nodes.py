@@ -1,0 +1,168 @@
+"""IDM-VTON virtual try-on: load its two UNets, make a box mask, wire garment + person onto the try-on UNet."""
+import comfy.utils
+import folder_paths
+import torch
+from comfy_api.latest import io
+
+from ..extractors.clip_vision import ComfyClipVision, as_rgb, encode
+from ..mechanisms.errors import InfuseError
+from ..mechanisms.tryon import (apply_tryon, check_garment_unet, check_tryon_model, concat_conditioning, latent_grid_crop,
+                                masked_person, person_mask, pose_to_person, resize_images, with_concat)
+from ..mechanisms.sites import discover_sites
+from ..mechanisms.tryon_models import load_garment_unet, load_tryon_unet
+from .folders import find_model_file
+from .presentation import preview_images
+from .types import GarmentUNetType
+
+LOAD = "Infuse Load IDM-VTON"
+APPLY = "Infuse Try-On"
+MASK = "Infuse Try-On Mask"
+UNET_FOLDER = "diffusion_models"
+MIN_SIZE = 32
+DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+class InfuseLoadIDMVTON(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        files = folder_paths.get_filename_list(UNET_FOLDER)
+        return io.Schema(
+            node_id="InfuseLoadIDMVTON", display_name=LOAD, category="infuse/load",
+            description="Loads IDM-VTON's try-on UNet (unet/, 13 input channels, with its image prompt) and garment "
+                        "UNet (unet_encoder/) from their diffusers folders into ComfyUI's model management. Put the "
+                        "release folder in models/diffusion_models and pick the two weight files.",
+            inputs=[
+                io.Combo.Input("tryon_unet", options=files,
+                               tooltip="IDM-VTON's unet/diffusion_pytorch_model.safetensors (config.json beside it; a "
+                                       "sharded checkpoint: pick any shard)."),
+                io.Combo.Input("garment_unet", options=files,
+                               tooltip="The garment UNet, which reads the garment photo: IDM-VTON's "
+                                       "unet_encoder/diffusion_pytorch_model.safetensors (config.json beside it)."),
+                io.Combo.Input("weight_dtype", options=list(DTYPES), default="default",
+                               tooltip="Precision of both UNets in memory. default = what ComfyUI picks for your GPU "
+                                       "(fp16 on most); fp32 doubles the memory."),
+            ],
+            outputs=[io.Model.Output("tryon_model", tooltip="The try-on UNet: connect it to Infuse Try-On."),
+                     GarmentUNetType.Output("garment_model", display_name="garment_unet", tooltip="The garment UNet: connect it to Infuse Try-On.")],
+        )
+
+    @classmethod
+    def execute(cls, tryon_unet, garment_unet, weight_dtype) -> io.NodeOutput:
+        dtype = DTYPES.get(weight_dtype)
+        model, _ = load_tryon_unet(find_model_file(UNET_FOLDER, tryon_unet, LOAD, "tryon_unet"), LOAD, dtype=dtype)
+        garment = load_garment_unet(find_model_file(UNET_FOLDER, garment_unet, LOAD, "garment_unet"), LOAD,
+                                    dtype=dtype)
+        return io.NodeOutput(model, garment)
+
+
+class InfuseTryOnMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="InfuseTryOnMask", display_name=MASK, category="infuse/extract",
+            description="A rectangular inpaint mask over the person image: the area the garment replaces. For "
+                        "tighter masks use a human-parsing / segmentation node of your choice.",
+            inputs=[
+                io.Image.Input("person", tooltip="The person image; the mask gets its size."),
+                io.Int.Input("x", default=0, min=0, max=16384, tooltip="Left edge of the box, in pixels."),
+                io.Int.Input("y", default=0, min=0, max=16384, tooltip="Top edge of the box, in pixels."),
+                io.Int.Input("width", default=512, min=1, max=16384, tooltip="Box width in pixels (cut at the image "
+                                                                             "edge)."),
+                io.Int.Input("height", default=512, min=1, max=16384, tooltip="Box height in pixels (cut at the "
+                                                                              "image edge)."),
+            ],
+            outputs=[io.Mask.Output("mask", tooltip="White inside the box: connect to Infuse Try-On's mask.")],
+        )
+
+    @classmethod
+    def execute(cls, person, x, y, width, height) -> io.NodeOutput:
+        h, w = person.shape[1], person.shape[2]
+        if x >= w or y >= h:
+            raise InfuseError(MASK, f"the box starts at ({x}, {y}), outside the {w}x{h} image.",
+                              f"set x below {w} and y below {h}.", input_name="x" if x >= w else "y")
+        mask = torch.zeros(1, h, w)
+        mask[:, y:y + height, x:x + width] = 1.0
+        return io.NodeOutput(mask, ui=preview_images(cls, masked_person(person[:1].float(), mask)))
+
+
+class InfuseTryOn(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="InfuseTryOn", display_name=APPLY, category="infuse/apply",
+            description="IDM-VTON virtual try-on: the garment UNet reads the garment and every self-attention of the "
+                        "try-on UNet looks at it, the garment's CLIP embeds drive its image prompt, and the mask, "
+                        "masked person and pose go in as extra input channels. Sample the outputs with KSampler at "
+                        "denoise 1 (the reference uses 30 steps, cfg 2).",
+            inputs=[
+                io.Model.Input("model", tooltip="The try-on UNet from Infuse Load IDM-VTON (cloned, not changed)."),
+                GarmentUNetType.Input("garment_unet", tooltip="The garment UNet from Infuse Load IDM-VTON."),
+                io.Vae.Input("vae", tooltip="The SDXL VAE (e.g. from the SDXL checkpoint IDM-VTON builds on)."),
+                io.Clip.Input("clip", tooltip="The SDXL text encoders, for the garment description."),
+                io.ClipVision.Input("clip_vision", tooltip="CLIP ViT-H (IDM-VTON's image encoder) for the garment's "
+                                                           "image prompt."),
+                io.Conditioning.Input("positive", tooltip="The prompt, e.g. 'model is wearing a red t-shirt'."),
+                io.Conditioning.Input("negative", tooltip="The negative prompt, e.g. 'monochrome, lowres, bad "
+                                                          "anatomy, worst quality, low quality'."),
+                io.Image.Input("person", tooltip="The person photo (first image of a batch). It sets the output size "
+                                                 "(the reference uses 768x1024), cropped to a multiple of 8 px."),
+                io.Image.Input("garment", tooltip="The garment photo; it is resized to the person's size, as in the "
+                                                  "reference pipeline."),
+                io.Mask.Input("mask", tooltip="White where the garment goes; the person image's size exactly (e.g. "
+                                              "Infuse Try-On Mask, or a segmentation node on the same image)."),
+                io.Image.Input("pose", tooltip="DensePose image of the person (a DensePose preprocessor node); same "
+                                               "aspect ratio as the person, resized to its size."),
+                io.String.Input("garment_description", default="a shirt", multiline=False,
+                                tooltip="What the garment is, e.g. 'short sleeve round neck t-shirt'. The garment UNet "
+                                        "reads 'a photo of <description>'."),
+                io.Float.Input("garment_weight", default=1.0, min=0.0, max=2.0, step=0.01,
+                               tooltip="How strongly the try-on UNet attends to the garment UNet's features: 1 = "
+                                       "the reference, 0 = off."),
+                io.Float.Input("image_prompt_weight", default=1.0, min=0.0, max=2.0, step=0.01,
+                               tooltip="Weight of the garment's image prompt (IP-Adapter): 1 = the reference, 0 = "
+                                       "off."),
+                io.Int.Input("cache_every", default=1, min=1, max=50,
+                             tooltip="Run the garment UNet every k steps and reuse its features in between: 1 = "
+                                     "exact (the reference), 4 = about a third faster with a small change."),
+            ],
+            outputs=[io.Model.Output(tooltip="The try-on UNet with the garment wired in: to KSampler."),
+                     io.Conditioning.Output("positive_out", display_name="positive", tooltip="The positive prompt with mask, masked person and "
+                                                                "pose attached: to KSampler."),
+                     io.Conditioning.Output("negative_out", display_name="negative", tooltip="The negative prompt with the same attached."),
+                     io.Latent.Output("latent", tooltip="An empty latent of the person's size: to KSampler "
+                                                        "(denoise 1).")],
+        )
+
+    @classmethod
+    def execute(cls, model, garment_unet, vae, clip, clip_vision, positive, negative, person, garment, mask, pose,
+                garment_description, garment_weight, image_prompt_weight, cache_every) -> io.NodeOutput:
+        adapter = check_tryon_model(model, APPLY)
+        check_garment_unet(model, garment_unet, APPLY)
+        person = as_rgb(person, APPLY, "person")[:1]
+        hw = (person.shape[1], person.shape[2])
+        mask = latent_grid_crop(person_mask(mask, hw, APPLY))
+        pose = latent_grid_crop(pose_to_person(as_rgb(pose, APPLY, "pose"), hw, APPLY))
+        garment = latent_grid_crop(resize_images(as_rgb(garment, APPLY, "garment")[:1], hw))
+        person = latent_grid_crop(person)
+        if person.shape[1] < MIN_SIZE or person.shape[2] < MIN_SIZE:
+            raise InfuseError(APPLY, f"the person image is {hw[1]}x{hw[0]}.", f"use an image of at least "
+                                     f"{MIN_SIZE}x{MIN_SIZE} (the reference uses 768x1024).", input_name="person")
+
+        bar = comfy.utils.ProgressBar(3)                 # VAE encodes, garment text, garment CLIP embeds
+        concat = concat_conditioning(model, vae, person, mask, pose)
+        garment_latent = model.model.process_latent_in(vae.encode(garment).float())
+        bar.update(1)
+        context = clip.encode_from_tokens(clip.tokenize(f"a photo of {garment_description}"))
+        width = discover_sites(garment_unet.model.diffusion_model)[0].context_dim
+        if context.shape[-1] != width:
+            raise InfuseError(APPLY, f"the text encoder gives {context.shape[-1]}-wide tokens; the garment UNet "
+                                     f"reads {width}.", "connect the SDXL checkpoint's CLIP.", input_name="clip")
+        bar.update(1)
+        embeds = encode(ComfyClipVision(clip_vision), garment, APPLY, "crop", "garment")
+        bar.update(1)
+        patched = model.clone()
+        apply_tryon(patched, garment_unet, garment_latent, context, embeds, adapter, APPLY,
+                    garment_weight=garment_weight, ip_weight=image_prompt_weight, cache_every=cache_every)
+        latent = {"samples": torch.zeros(1, 4, person.shape[1] // 8, person.shape[2] // 8)}
+        return io.NodeOutput(patched, with_concat(positive, concat), with_concat(negative, concat), latent,
+                             ui=preview_images(cls, masked_person(person, mask)))
