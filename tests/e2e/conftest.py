@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import torch
 
 from support.server import ComfyServer
 
@@ -19,11 +20,11 @@ def model_dirs(tmp_path_factory):
     """Temporary model folders with random-weight files in the real layouts. The shipped workflows' example
     file names are used for them, so the workflows run as shipped (only image sizes and steps shrink)."""
     from comfyui_infuse.mechanisms.sites import model_sites
-    from support import clip_models, face_models, ipadapter_files, tiny_models
+    from support import clip_models, face_models, ipadapter_files, tiny_models, tryon_files
 
     root = tmp_path_factory.mktemp("models")
     dirs = {name: root / name for name in ("checkpoints", "ipadapter", "instantid", "insightface", "clip_vision",
-                                           "controlnet")}
+                                           "controlnet", "diffusion_models")}
     for d in dirs.values():
         d.mkdir()
     ckpt = dirs["checkpoints"]
@@ -59,6 +60,7 @@ def model_dirs(tmp_path_factory):
     (dirs["controlnet"] / "instantid").mkdir()
     tiny_models.write_controlnet(dirs["controlnet"] / "instantid" / "diffusion_pytorch_model.safetensors", "tiny_sdxl")
     face_models.write_pack(dirs["insightface"], "antelopev2")
+    tryon_files.write_release(dirs["diffusion_models"] / "IDM-VTON", seed=0, dtype=torch.float16)
     return dirs
 
 
@@ -71,6 +73,9 @@ def server(tmp_path_factory, model_dirs):
     write_png(srv.base / "input" / "style.png", seed=2)
     write_png(srv.base / "input" / "face.png", face_models.face_image([(9, 8)], 640, 640))
     write_png(srv.base / "input" / "no_face.png", face_models.face_image([], 640, 640))
+    write_png(srv.base / "input" / "person.png", seed=3, size=(192, 256))
+    write_png(srv.base / "input" / "garment.png", seed=4, size=(160, 200))
+    write_png(srv.base / "input" / "densepose.png", seed=5, size=(96, 128))
     srv.start()
     yield srv
     srv.stop()

@@ -113,7 +113,7 @@ class ComfyServer:
         """POST /prompt; returns (HTTP status, body): 200 with prompt_id, or 400 with node_errors."""
         return self._request("/prompt", json.dumps({"prompt": workflow, "client_id": self.client_id}).encode())
 
-    def wait(self, prompt_id: str, timeout: float = 180.0) -> dict:
+    def wait(self, prompt_id: str, timeout: float = 420.0) -> dict:
         """The /history entry of a prompt once it finished (success or error)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -127,7 +127,7 @@ class ComfyServer:
             time.sleep(0.25)
         raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s")
 
-    def run(self, workflow: dict, timeout: float = 180.0) -> dict:
+    def run(self, workflow: dict, timeout: float = 420.0) -> dict:
         status, body = self.queue(workflow)
         assert status == 200, f"/prompt refused the workflow: {json.dumps(body, indent=1)[:3000]}"
         return self.wait(body["prompt_id"], timeout)
