@@ -31,19 +31,26 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
-def run(args, make_variants) -> None:
-    """`make_variants(model)` -> {name: patched ModelPatcher}; 'plain' is added first."""
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    model = tiny_models.build_model(args.model, seed=0, dtype=dtype)
-    pos, neg = tiny_models.text_conditioning(args.model, 1), tiny_models.text_conditioning(args.model, 2)
+def torch_dtype(args) -> torch.dtype:
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+
+
+def run(args, make_variants, model=None, conditioning=None) -> dict:
+    """`make_variants(model)` -> {name: patched ModelPatcher}; 'plain' is added first. `model` and
+    `conditioning` (positive, negative) default to `args.model` with random text conditioning.
+    Returns each variant's last sampled latent."""
+    if model is None:
+        model = tiny_models.build_model(args.model, seed=0, dtype=torch_dtype(args))
+    pos, neg = conditioning or (tiny_models.text_conditioning(args.model, 1), tiny_models.text_conditioning(args.model, 2))
     runs = {"plain": model, **make_variants(model)}
+    outputs = {}
     cuda = mm.get_torch_device().type == "cuda"
 
     def step_time(m) -> float:
         if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        tiny_models.sample(m, pos, neg, latent_hw=(args.latent, args.latent), steps=args.steps)
+        outputs[m] = tiny_models.sample(m, pos, neg, latent_hw=(args.latent, args.latent), steps=args.steps)
         if cuda:
             torch.cuda.synchronize()
         return (time.perf_counter() - t) / args.steps
@@ -63,3 +70,4 @@ def run(args, make_variants) -> None:
         med = statistics.median(t)
         print(f"  {name:<44} {med * 1000:9.2f} ms/step   ratio {med / plain:6.3f}x   "
               f"(spread {min(t) * 1000:.1f}-{max(t) * 1000:.1f} ms)")
+    return {name: outputs[m] for name, m in runs.items()}
