@@ -79,7 +79,7 @@ def _read(path: str, node: str, input_name: str) -> tuple[dict, dict]:
 def _unet_config(config: dict, path: str, node: str, input_name: str, use_adm: bool) -> dict:
     try:
         return comfy_unet_config(config, use_adm=use_adm)
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, ZeroDivisionError) as e:
         raise InfuseError(node, f"the config of '{os.path.basename(path)}' is not a UNet2DConditionModel "
                                 f"config this pack can translate ({e}).",
                           "use the config.json that came with the UNet.", input_name=input_name) from e
