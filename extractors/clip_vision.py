@@ -24,6 +24,11 @@ KNOWN_ENCODERS = {(1280, 1024): "ViT-H-14", (1664, 1280): "ViT-bigG-14", (1024, 
 
 def as_rgb(images: torch.Tensor, node: str, input_name: str = "image") -> torch.Tensor:
     """ComfyUI IMAGE [B, H, W, C] with 1, 3 or 4 channels -> [B, H, W, 3]; bad batches are errors."""
+    if not isinstance(images, torch.Tensor):   # ComfyUI lets an API workflow give a value where a link belongs
+        raise InfuseError(node, f"got the value {images!r:.60} where an IMAGE is expected.",
+                          "connect the input to a node that outputs images; in an API workflow write a link "
+                          "[node_id, output_index], e.g. to a LoadImage node, instead of a file name.",
+                          input_name=input_name)
     if images.ndim != 4 or images.shape[0] == 0:
         raise InfuseError(node, f"the image batch has shape {tuple(images.shape)}; it must hold at least one image.",
                           "connect a Load Image node (or a batch with images in it).", input_name=input_name)
@@ -33,7 +38,7 @@ def as_rgb(images: torch.Tensor, node: str, input_name: str = "image") -> torch.
                           "convert the image to RGB first.", input_name=input_name)
     if max(h, w) > MAX_SIDE:
         raise InfuseError(node, f"the image is {w}x{h}; sides above {MAX_SIDE} pixels are refused "
-                                "(a CLIP encoder sees 224 pixels anyway).",
+                                "(the encoders see a few hundred pixels anyway).",
                           "downscale it first (Upscale Image By 0.25, say).", input_name=input_name)
     if c == 1:
         return images.expand(-1, -1, -1, 3)

@@ -18,3 +18,17 @@ class InfuseError(ValueError):
         if fix:
             message += f" Fix: {fix}"
         super().__init__(message)
+
+    def at_input(self, input_name: str) -> "InfuseError":
+        """The same error reported on another input: for shared checks that cannot know which input of the
+        calling node fed them (embeds from an encoder or from a file, say)."""
+        return InfuseError(self.node, self.problem, self.fix, input_name=input_name)
+
+
+def check_percent_range(node: str, start: float, end: float, prefix: str = "") -> None:
+    """A start / end percent pair of the schedule, checked up front so the error names the node's own inputs
+    (`adapter_start_percent`, ...) and comes before any slow work."""
+    if not 0.0 <= start <= end <= 1.0:
+        raise InfuseError(node, f"{prefix}start_percent {start} / {prefix}end_percent {end} is not a range of the "
+                                "schedule.", f"use 0 <= {prefix}start_percent <= {prefix}end_percent <= 1.",
+                          input_name=f"{prefix}start_percent")

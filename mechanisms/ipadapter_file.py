@@ -16,7 +16,7 @@ import torch
 
 from .errors import InfuseError
 from .projections import projection_from_state_dict
-from .weights import load_weights
+from .weights import load_weights, safetensors_keys
 
 FAMILY_BY_SITES = {16: "sd15", 70: "sdxl"}
 
@@ -70,10 +70,14 @@ def _split(data: dict, name: str, node: str, input_name: str) -> tuple[dict, dic
     image_proj = {k[len("image_proj."):]: v for k, v in data.items() if k.startswith("image_proj.")}
     ip_adapter = {k[len("ip_adapter."):]: v for k, v in data.items() if k.startswith("ip_adapter.")}
     if not image_proj or not ip_adapter:
-        raise InfuseError(node, f"'{name}' is not an IP-Adapter file (no image_proj / ip_adapter weights).",
-                          "choose an IP-Adapter model; ControlNets, LoRAs and CLIP vision models go elsewhere.",
-                          input_name=input_name)
+        raise _not_an_ipadapter(name, node, input_name)
     return image_proj, ip_adapter
+
+
+def _not_an_ipadapter(name: str, node: str, input_name: str) -> InfuseError:
+    return InfuseError(node, f"'{name}' is not an IP-Adapter file (no image_proj / ip_adapter weights).",
+                       "choose an IP-Adapter model; ControlNets, LoRAs and CLIP vision models go elsewhere.",
+                       input_name=input_name)
 
 
 def parse_ipadapter(data: dict, name: str, node: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
@@ -130,4 +134,8 @@ def _image_dim(kind: str, sd: dict) -> int:
 
 
 def load_ipadapter(path: str, node: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
-    return parse_ipadapter(load_weights(path, node, input_name), os.path.basename(path), node, input_name)
+    name = os.path.basename(path)
+    keys = safetensors_keys(path, node, input_name)
+    if keys is not None and not any(k.startswith(("image_proj.", "ip_adapter.")) for k in keys):
+        raise _not_an_ipadapter(name, node, input_name)      # a checkpoint picked by mistake is not read whole
+    return parse_ipadapter(load_weights(path, node, input_name), name, node, input_name)

@@ -3,7 +3,7 @@ import os
 
 import folder_paths
 from comfy_api.latest import io, ui
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..extractors.features import FaceEmbeds, ImageEmbeds, from_tensors, to_tensors
@@ -72,10 +72,14 @@ def _load(cls, file: str, node: str):
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        return from_tensors(cls, tensors, meta)
-    except (ValueError, KeyError, OSError, RuntimeError) as e:
+        record = from_tensors(cls, tensors, meta)
+    except (ValueError, KeyError, OSError, RuntimeError, SafetensorError) as e:
         raise InfuseError(node, f"'{file}' is not a saved {cls.__name__} file ({e}).",
                           "choose a file written by Infuse Save Embeds.", input_name="embeds_file") from e
+    if len(record) == 0:
+        raise InfuseError(node, f"'{file}' holds no embeddings (an empty batch was saved).",
+                          "save the embeds again from at least one image or face.", input_name="embeds_file")
+    return record
 
 
 class InfuseLoadImageEmbeds(io.ComfyNode):

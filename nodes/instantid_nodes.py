@@ -2,8 +2,9 @@
 import folder_paths
 from comfy_api.latest import io
 
+from ..extractors.clip_vision import as_rgb
 from ..extractors.keypoints import keypoints_images
-from ..mechanisms.errors import InfuseError
+from ..mechanisms.errors import InfuseError, check_percent_range
 from ..mechanisms.instantid import check_instantid, face_tokens, identitynet_conditioning
 from ..mechanisms.ipadapter import apply_ipadapter
 from ..mechanisms.ipadapter_file import load_ipadapter
@@ -23,7 +24,7 @@ def _require_sdxl(model, node):
 
 def _keypoints(face_embeds, keypoints, node):
     if keypoints is not None:
-        return keypoints
+        return as_rgb(keypoints, node, "keypoints")     # the ControlNet hint takes 3 channels
     if face_embeds.kps.abs().sum() == 0 or face_embeds.image_hw.min() <= 0:
         raise InfuseError(node, "the face embeds carry no keypoints (they were not made by Infuse Face Analysis).",
                           "connect a keypoints image (Infuse Face Analysis or Infuse Face Keypoints).",
@@ -101,6 +102,7 @@ class InfuseInstantIDAdapter(io.ComfyNode):
                 attn_mask=None) -> io.NodeOutput:
         node = "Infuse InstantID Adapter"
         _require_sdxl(model, node)
+        check_percent_range(node, start_percent, end_percent)
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
         patched = model.clone()
         apply_ipadapter(patched, instantid, cond, uncond, node, weight=weight, start_percent=start_percent,
@@ -136,6 +138,7 @@ class InfuseIdentityNet(io.ComfyNode):
     def execute(cls, positive, negative, control_net, instantid, face_embeds, combine, noise, strength, start_percent,
                 end_percent, keypoints=None, attn_mask=None) -> io.NodeOutput:
         node = "Infuse IdentityNet"
+        check_percent_range(node, start_percent, end_percent)
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
         condition = _keypoints(face_embeds, keypoints, node)
         pos, neg = identitynet_conditioning(positive, negative, control_net, condition, cond, uncond, strength,
@@ -178,6 +181,8 @@ class InfuseInstantID(io.ComfyNode):
                 identitynet_end_percent, keypoints=None, attn_mask=None) -> io.NodeOutput:
         node = "Infuse InstantID"
         _require_sdxl(model, node)
+        check_percent_range(node, adapter_start_percent, adapter_end_percent, "adapter_")
+        check_percent_range(node, identitynet_start_percent, identitynet_end_percent, "identitynet_")
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
         condition = _keypoints(face_embeds, keypoints, node)
         pos, neg = identitynet_conditioning(positive, negative, control_net, condition, cond, uncond,

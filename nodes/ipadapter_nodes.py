@@ -4,7 +4,7 @@ from comfy_api.latest import io
 
 from ..extractors.clip_vision import CROP_MODES, encode
 from ..mechanisms import schedule
-from ..mechanisms.errors import InfuseError
+from ..mechanisms.errors import InfuseError, check_percent_range
 from ..mechanisms.ipadapter import COMBINE, apply_faceid_lora, apply_ipadapter, check_family, image_tokens
 from ..mechanisms.ipadapter_file import load_ipadapter
 from ..mechanisms.sites import model_family, model_sites
@@ -44,6 +44,12 @@ def _embeds(adapter, image, embeds, encoder, crop, input_name):
     if embeds is not None or not adapter.uses_clip or image is None:
         return embeds
     return encode(encoder(), image, APPLY, crop, input_name)
+
+
+def _embeds_input(image_embeds, clip_vision, open_clip) -> str:
+    if image_embeds is not None:
+        return "image_embeds"
+    return "open_clip" if open_clip is not None and clip_vision is None else "clip_vision"
 
 
 class InfuseIPAdapter(io.ComfyNode):
@@ -120,14 +126,21 @@ class InfuseIPAdapter(io.ComfyNode):
         if ipadapter.uses_clip and image is None and image_embeds is None:
             raise InfuseError(APPLY, f"'{ipadapter.name}' ({ipadapter.describe()}) needs a reference image.",
                               "connect an image and a CLIP vision model, or image_embeds.", input_name="image")
-        encoder = lambda: resolve_encoder(clip_vision, open_clip, APPLY)
-        embeds = _embeds(ipadapter, image, image_embeds, encoder, crop, "image")
-        negative = _embeds(ipadapter, negative_image, None, encoder, crop, "negative_image")
-        cond, uncond = image_tokens(ipadapter, APPLY, embeds=embeds, faces=face_embeds, negative=negative,
-                                    combine=combine, faceid_v2=faceid_v2, faceid_v2_weight=faceid_v2_weight)
+        # the cheap checks first: a typo in block_weights should not wait for the image encoder
+        check_percent_range(APPLY, start_percent, end_percent)
         sites = model_sites(model, APPLY)
         site_weights = schedule.site_weights(sites, family, weight_type, weight, composition_weight, block_weights,
                                              APPLY)
+        encoder = lambda: resolve_encoder(clip_vision, open_clip, APPLY)
+        embeds = _embeds(ipadapter, image, image_embeds, encoder, crop, "image")
+        negative = _embeds(ipadapter, negative_image, None, encoder, crop, "negative_image")
+        try:
+            cond, uncond = image_tokens(ipadapter, APPLY, embeds=embeds, faces=face_embeds, negative=negative,
+                                        combine=combine, faceid_v2=faceid_v2, faceid_v2_weight=faceid_v2_weight)
+        except InfuseError as e:      # embeds of the wrong width: name the input they came through
+            if e.input_name != "clip_vision":
+                raise
+            raise e.at_input(_embeds_input(image_embeds, clip_vision, open_clip)) from None
 
         patched = model.clone()
         apply_ipadapter(patched, ipadapter, cond, uncond, APPLY, weight=1.0, site_weights=site_weights,
