@@ -33,6 +33,7 @@ from .sites import Site, SiteKey, model_sites
 
 ATTENTION_KINDS = ("attn1", "attn2")
 RUN_WRAPPER_KEY = "infuse.dispatcher.run"
+ADDITIONAL_MODELS_KEY = "infuse.contributions"
 
 
 @dataclass(frozen=True)
@@ -224,14 +225,6 @@ class SiteDispatcher:
             base = base.to(device_or_dtype)
         return self if base is self.base else SiteDispatcher(self.site, self.kind, base, self.contributions)
 
-    def models(self) -> list:
-        found = []
-        for source in (self.base, *self.contributions):
-            for m in getattr(source, "models", lambda: [])():
-                if all(m is not f for f in found):
-                    found.append(m)
-        return found
-
 
 def _is_dispatcher(patch) -> bool:
     return getattr(patch, "_infuse_dispatcher", False) is True
@@ -260,6 +253,10 @@ def add_contribution(model, contribution: Contribution, sites: Iterable[Site] | 
     if sites is None:
         sites = model_sites(model, contribution.node)
     install(model, contribution.kind, sites, contribution)
+    extra = contribution.models()
+    if extra:   # ComfyUI loads these with the model before sampling (device placement, offload, dtype)
+        model.set_additional_models(ADDITIONAL_MODELS_KEY, model.get_additional_models_with_key(ADDITIONAL_MODELS_KEY)
+                                    + extra)
 
 
 def dispatchers(model_options: dict) -> list[SiteDispatcher]:

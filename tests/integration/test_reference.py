@@ -126,8 +126,11 @@ def test_separate_reference_unet_on_the_clean_latent(tiny):
     pos, neg = tiny.text_conditioning("tiny_sd15", 1), tiny.text_conditioning("tiny_sd15", 2)
     same, c_same = make(model)
     other, c_other = make(model, source=garment, noised=False)
-    assert c_other.models() == [garment]             # ComfyUI loads the garment UNet with the main one
+    # registered as the model's additional model, so ComfyUI's sampler loads the garment UNet with it
+    assert [m.model for m in other.clone().get_nested_additional_models()] == [garment.model]
     a, b = tiny.sample(same, pos, neg, steps=2), tiny.sample(other, pos, neg, steps=2)
+    import comfy.model_management as mm
+    assert any(loaded.model.model is garment.model for loaded in mm.current_loaded_models)
     assert c_other.passes == 2 and not torch.equal(a, b)
     site = model_sites(model, NODE)[0].key
     assert not torch.allclose(c_same.features[site], c_other.features[site])
