@@ -52,6 +52,7 @@ class InfuseLoadIDMVTON(io.ComfyNode):
         model, _ = load_tryon_unet(find_model_file(UNET_FOLDER, tryon_unet, LOAD, "tryon_unet"), LOAD, dtype=dtype)
         garment = load_garment_unet(find_model_file(UNET_FOLDER, garment_unet, LOAD, "garment_unet"), LOAD,
                                     dtype=dtype)
+        check_garment_unet(model, garment, LOAD)
         return io.NodeOutput(model, garment)
 
 
