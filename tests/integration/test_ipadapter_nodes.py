@@ -150,7 +150,7 @@ def test_encoder_of_the_wrong_width(env, sd15, tmp_path):
     f.write(tmp_path / "ipadapter" / "wide.safetensors", wide,
             f.ip_layers([s.inner_dim for s in model_sites(model, "t")], 64))
     folder_paths.add_model_folder_path("ipadapter", str(tmp_path / "ipadapter"))
-    with pytest.raises(InfuseError, match=r"input 'clip_vision': the image embeds have pooled embeds 24 wide, "
+    with pytest.raises(InfuseError, match=r"input 'open_clip': the image embeds have pooled embeds 24 wide, "
                                           r"but 'wide.safetensors' .* takes 32"):
         apply(model, load("wide.safetensors"), image=image(), open_clip=encoder())
 
