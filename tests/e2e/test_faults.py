@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from support import faults_files as bad
-from support.faults_workflows import add, edit, ipadapter_from_embeds_file
+from support.workflow_edits import add, edit, ipadapter_from_embeds_file
 from support.server import execution_error
 from test_server import shipped_workflow
 
@@ -402,5 +402,5 @@ def test_odd_but_valid_images_work(server, fault_files, name):
 def test_server_runs_a_good_workflow_after_all_faults(server, fault_files):
     entry = server.run(ipa(seed=1234))
     assert entry["status"]["status_str"] == "success", entry["status"]
-    images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
-    assert images and server.output_file(images[0]).stat().st_size > 0
+    images = server.saved_images(entry)
+    assert images and images[0].stat().st_size > 0

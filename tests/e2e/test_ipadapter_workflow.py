@@ -13,9 +13,9 @@ def ipadapter_node(wf):
 
 
 def saved(server, entry):
-    images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+    images = server.saved_images(entry)
     assert images
-    return server.output_file(images[0]).read_bytes()
+    return images[0].read_bytes()
 
 
 def test_ip_adapter_workflow_changes_the_image_and_weight_zero_does_not(server):

@@ -9,14 +9,14 @@ import pytest
 
 from support import faults_files
 from support.comfy_env import PACK_ROOT
-from support.faults_workflows import edit, ipadapter_from_embeds_file
+from support.workflow_edits import edit, ipadapter_from_embeds_file
 from support.server import ComfyServer, execution_error
 from test_server import shipped_workflow
 
 pytestmark = pytest.mark.e2e
 
 EMBEDS_FILE = "load/image_embeds.safetensors"
-PROBE = PACK_ROOT / "tests" / "support" / "faults_probe.py"
+PROBE = PACK_ROOT / "tests" / "e2e" / "server_plugins" / "live_objects.py"
 
 
 def write_embeds(srv: ComfyServer) -> None:
@@ -28,10 +28,6 @@ def ipadapter_run(seed: int, weight: float = 0.8, prefix: str = "infuse_load") -
     wf = ipadapter_from_embeds_file(shipped_workflow("ip_adapter", seed=seed), EMBEDS_FILE)
     edit(wf, "5", weight=weight)
     return edit(wf, "11", filename_prefix=prefix)
-
-
-def saved_images(srv: ComfyServer, entry: dict) -> list:
-    return [srv.output_file(img) for out in entry["outputs"].values() for img in out.get("images", [])]
 
 
 def pixels(path) -> bytes:
@@ -58,7 +54,7 @@ def test_fifty_prompts_queued_at_once_all_complete(server):
     for prompt_id in prompt_ids:
         entry = server.wait(prompt_id, timeout=300)
         assert entry["status"]["status_str"] == "success", execution_error(entry) or entry["status"]
-        files = saved_images(server, entry)
+        files = server.saved_images(entry)
         assert len(files) == 1 and files[0].stat().st_size > 0
         images.append(pixels(files[0]))
     print(f"\n{len(prompt_ids)} queued prompts completed in {time.monotonic() - started:.1f} s")

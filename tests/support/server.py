@@ -135,6 +135,10 @@ class ComfyServer:
     def output_file(self, image: dict) -> Path:
         return self.base / image.get("type", "output") / image.get("subfolder", "") / image["filename"]
 
+    def saved_images(self, entry: dict) -> list[Path]:
+        """The files of every image a finished prompt's output nodes wrote (Save Image, previews)."""
+        return [self.output_file(img) for out in entry["outputs"].values() for img in out.get("images", [])]
+
 
 def execution_error(entry: dict) -> dict | None:
     """The execution_error message of a history entry, if the prompt failed."""

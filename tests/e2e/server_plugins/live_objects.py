@@ -1,5 +1,6 @@
-"""Test-only custom node file for a dedicated e2e server: GET /infuse_test/live_objects counts the objects of the
-classes a leaking patch would leave behind, after a full garbage collection. Defines no nodes."""
+"""Test-only custom node file for the memory test's own e2e server: GET /infuse_test/live_objects
+counts the objects of the classes a leaking patch would leave behind, after a full garbage collection.
+Defines no nodes."""
 import gc
 from collections import Counter
 

@@ -1,4 +1,4 @@
-"""Editing API-format workflows for the fault and load tests."""
+"""Editing API-format workflows (the shipped ones, changed for one test): set or drop inputs, add nodes."""
 from __future__ import annotations
 
 
