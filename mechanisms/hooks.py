@@ -8,8 +8,14 @@ first) and adds each active contribution:
 
     out = base(q, k, v) + sum_i  weight_i * site_weight_i * mask_i * delta_i(q, k, v)
 
-A contribution that appends keys/values instead (reference concat, `extends_kv`) is folded into the base
-attention when it acts at full weight on every row: base = Attn(q, [k, k_extra], [v, v_extra]).
+A contribution that appends keys/values instead (reference concat, `extends_kv`) is folded into ComfyUI's
+attention when it acts at full weight on every row: base = Attn(q, [k, k_extra], [v, v_extra]). A foreign
+base only ever sees the q / k / v ComfyUI gave it; the extension is then added as its exact difference to
+the plain attention, Attn(q, [k, k_extra], [v, v_extra]) - Attn(q, k, v).
+
+Foreign patches installed after Infuse (another pack's replace patch at a site Infuse holds, or one a guidance
+node like PAG sets for a single call at the (block, number) key) are taken as the base for that call by an
+APPLY_MODEL wrapper (`foreign.py`); they are never dropped and never see extended keys.
 
 Schedule (sigma range), CFG branch selection and spatial masks are handled here, once, for every
 mechanism alike. A contribution whose weight is 0 is skipped outright, so the output is then bit-identical
@@ -34,6 +40,7 @@ from .sites import Site, SiteKey, model_sites
 ATTENTION_KINDS = ("attn1", "attn2")
 RUN_WRAPPER_KEY = "infuse.dispatcher.run"
 ADDITIONAL_MODELS_KEY = "infuse.contributions"
+REGISTRY_KEY = "infuse.registered"
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,11 @@ class SiteCall:
     chunk_size: int           # rows per chunk
     extra_options: dict
     base: torch.Tensor | None = None   # the base attention output for these rows (before any contribution)
+    base_is_plain: bool = True         # base is ComfyUI's own attention of these q, k, v (no foreign patch)
+
+    def plain(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """ComfyUI's attention of q, k, v: `base` when no foreign patch computed it."""
+        return self.base if self.base_is_plain and self.base is not None else base_attention(q, k, v, self.extra_options)
 
     @property
     def heads(self) -> int:
@@ -79,6 +91,7 @@ class Contribution:
         self.apply_to = ApplyTo(apply_to)
         self.mask = normalize_mask(mask, node) if mask is not None else None
         self.site_weights = dict(site_weights or {})
+        self.site_keys: frozenset[SiteKey] = frozenset()   # where it is registered (set by `install`)
         self._token_masks: dict[tuple, torch.Tensor] = {}
 
     def delta(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, call: SiteCall) -> torch.Tensor:
@@ -139,14 +152,19 @@ class SiteDispatcher:
 
     _infuse_dispatcher = True  # recognised across module reloads, where isinstance would fail
 
-    def __init__(self, site: SiteKey, kind: str, base=None, contributions: tuple[Contribution, ...] = ()):
+    def __init__(self, site: SiteKey, kind: str, base=None, contributions: tuple[Contribution, ...] = (),
+                 base_outer: bool = False):
         self.site = site
         self.kind = kind
         self.base = base                   # a replace patch another pack installed here first, or None
+        self.base_outer = base_outer       # base came from the (block, number) key, which ComfyUI tries second
         self.contributions = tuple(contributions)
 
     def with_contribution(self, contribution: Contribution) -> "SiteDispatcher":
-        return SiteDispatcher(self.site, self.kind, self.base, self.contributions + (contribution,))
+        return SiteDispatcher(self.site, self.kind, self.base, self.contributions + (contribution,), self.base_outer)
+
+    def with_base(self, base, outer: bool) -> "SiteDispatcher":
+        return SiteDispatcher(self.site, self.kind, base, self.contributions, outer)
 
     def _attend(self, q, k, v, extra_options):
         if self.base is not None:
@@ -177,12 +195,14 @@ class SiteDispatcher:
         chunk = q.shape[0] // len(cond_or_uncond)
         plan = self._plan(extra_options, cond_or_uncond)
 
-        # Contributions that add keys/values (reference concat) at full weight on every row extend the base
-        # attention itself: one attention over [K, K_extra] instead of a base and a second, longer one.
+        # Contributions that add keys/values (reference concat) at full weight on every row extend ComfyUI's
+        # attention itself: one attention over [K, K_extra] instead of a base and a second, longer one. A foreign
+        # base never gets extended inputs: it cannot know what they are (SAG, PAG and others index by tokens).
         k_base, v_base, additive = k, v, []
         every_row = tuple(cond_or_uncond)
+        plain = self.base is None
         for c, weight, picked in plan:
-            if weight == 1.0 and c.mask is None and len(picked) == len(cond_or_uncond) and c.extends_kv:
+            if plain and weight == 1.0 and c.mask is None and len(picked) == len(cond_or_uncond) and c.extends_kv:
                 k_extra, v_extra = c.extra_kv(q, k, v, SiteCall(self.site, every_row, chunk, extra_options))
                 k_base, v_base = torch.cat([k_base, k_extra], dim=1), torch.cat([v_base, v_extra], dim=1)
             else:
@@ -194,10 +214,10 @@ class SiteDispatcher:
             rows = None if len(picked) == len(cond_or_uncond) else _rows_of(picked, chunk, q.device)
             chunks = tuple(cond_or_uncond[i] for i in picked)
             if rows is None:
-                call = SiteCall(self.site, chunks, chunk, extra_options, base)
+                call = SiteCall(self.site, chunks, chunk, extra_options, base, plain)
                 d = c.delta(q, k, v, call)
             else:
-                call = SiteCall(self.site, chunks, chunk, extra_options, base[rows])
+                call = SiteCall(self.site, chunks, chunk, extra_options, base[rows], plain)
                 d = c.delta(q[rows], k[rows], v[rows], call)
             if c.mask is not None:
                 d = d * c.token_mask(q.shape[1], call, d)
@@ -215,7 +235,7 @@ class SiteDispatcher:
     def __deepcopy__(self, memo):
         if self.base is None:
             return self
-        return SiteDispatcher(self.site, self.kind, copy.deepcopy(self.base, memo), self.contributions)
+        return self.with_base(copy.deepcopy(self.base, memo), self.base_outer)
 
     def to(self, device_or_dtype):
         for c in self.contributions:
@@ -223,7 +243,7 @@ class SiteDispatcher:
         base = self.base
         if base is not None and hasattr(base, "to"):
             base = base.to(device_or_dtype)
-        return self if base is self.base else SiteDispatcher(self.site, self.kind, base, self.contributions)
+        return self if base is self.base else self.with_base(base, self.base_outer)
 
 
 def _is_dispatcher(patch) -> bool:
@@ -234,6 +254,13 @@ def install(model, kind: str, sites: Iterable[Site], contribution: Contribution 
     """Put (or extend) the Infuse dispatcher at each site of `model`, a ModelPatcher the caller cloned."""
     if kind not in ATTENTION_KINDS:
         raise ValueError(f"attention kind must be one of {ATTENTION_KINDS}, got {kind!r}")
+    sites = list(sites)
+    if contribution is not None:
+        contribution.site_keys = contribution.site_keys | {s.key for s in sites}
+        options = model.model_options["transformer_options"]
+        registered = options.get(REGISTRY_KEY, Registered())
+        if not any(c is contribution for c in registered):
+            options[REGISTRY_KEY] = Registered(registered + (contribution,))
     for site in sites:
         replace = model.model_options["transformer_options"].get("patches_replace", {}).get(kind, {})
         current = replace.get(site.key)
@@ -242,10 +269,14 @@ def install(model, kind: str, sites: Iterable[Site], contribution: Contribution 
         else:
             # ComfyUI falls back from (block, number, depth) to (block, number): keep whichever it would call.
             base = current if current is not None else replace.get(site.key[:2])
-            new = SiteDispatcher(site.key, kind, base, (contribution,) if contribution is not None else ())
+            new = SiteDispatcher(site.key, kind, base, (contribution,) if contribution is not None else (),
+                                 base_outer=current is None and base is not None)
         model.set_model_patch_replace(new, kind, *site.key)
     if not model.get_wrappers(_outer_sample(), RUN_WRAPPER_KEY):
         model.add_wrapper_with_key(_outer_sample(), RUN_WRAPPER_KEY, _prepare_run)
+    from .foreign import install_rebinding
+
+    install_rebinding(model)
 
 
 def add_contribution(model, contribution: Contribution, sites: Iterable[Site] | None = None) -> None:
@@ -264,13 +295,17 @@ def dispatchers(model_options: dict) -> list[SiteDispatcher]:
     return [p for kind in ATTENTION_KINDS for p in replace.get(kind, {}).values() if _is_dispatcher(p)]
 
 
+class Registered(tuple):
+    """The contributions registered on a model, in order: kept in its transformer_options (so another pack's
+    patch replacing a dispatcher cannot lose them) and shared by clones like the dispatchers."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 def contributions(model_options: dict) -> list[Contribution]:
     """Every contribution registered on a model, each once, in registration order."""
-    seen: dict[int, Contribution] = {}
-    for d in dispatchers(model_options):
-        for c in d.contributions:
-            seen.setdefault(id(c), c)
-    return list(seen.values())
+    return list(model_options.get("transformer_options", {}).get(REGISTRY_KEY, ()))
 
 
 def _outer_sample():

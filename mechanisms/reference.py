@@ -136,7 +136,7 @@ class ReferenceAttention(Contribution):
         if self.mode == "cross":
             return base_attention(q, k_ref, v_ref, call.extra_options)
         full = base_attention(q, torch.cat([k, k_ref], dim=1), torch.cat([v, v_ref], dim=1), call.extra_options)
-        return full - call.base
+        return full - call.plain(q, k, v)
 
     def models(self) -> list:
         return [self.source] if self.source is not None else []
