@@ -45,8 +45,9 @@ class InfuseLoadOpenClip(io.ComfyNode):
                 io.Combo.Input("clip_name", options=folder_paths.get_filename_list("clip_vision"),
                                tooltip="The open-clip weights file, from models/clip_vision."),
             ],
-            outputs=[OpenClipType.Output("open_clip", tooltip="The image encoder: connect it to open_clip on Infuse "
-                                                              "Encode Image or Infuse IP-Adapter.")],
+            outputs=[OpenClipType.Output("open_clip", display_name="open_clip",
+                                         tooltip="The image encoder: connect it to open_clip on Infuse "
+                                                 "Encode Image or Infuse IP-Adapter.")],
         )
 
     @classmethod
@@ -70,8 +71,9 @@ class InfuseEncodeImage(io.ComfyNode):
                 OpenClipType.Input("open_clip", optional=True, tooltip=OPEN_CLIP_TOOLTIP),
                 io.Combo.Input("crop", options=list(CROP_MODES), default="crop", tooltip=CROP_TOOLTIP),
             ],
-            outputs=[ImageEmbedsType.Output("image_embeds", tooltip="The CLIP embeds of every image, in order: connect "
-                                                                    "to image_embeds on Infuse IP-Adapter.")],
+            outputs=[ImageEmbedsType.Output("image_embeds", display_name="image_embeds",
+                                            tooltip="The CLIP embeds of every image, in order: connect "
+                                                    "to image_embeds on Infuse IP-Adapter.")],
         )
 
     @classmethod

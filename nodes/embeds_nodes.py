@@ -40,8 +40,9 @@ class InfuseSaveEmbeds(io.ComfyNode):
                                     tooltip="File name under ComfyUI's output folder; a counter and .safetensors are "
                                             "added (infuse/embeds -> output/infuse/embeds_00001.safetensors). "
                                             "Slashes make subfolders.")],
-            outputs=[io.String.Output("path", tooltip="The saved file's path relative to the output folder (also "
-                                                      "shown on the node).")],
+            outputs=[io.String.Output("path", display_name="path",
+                                      tooltip="The saved file's path relative to the output folder (also "
+                                              "shown on the node).")],
             is_output_node=True,
         )
 
@@ -95,8 +96,9 @@ class InfuseLoadImageEmbeds(io.ComfyNode):
                                                 "CLIP vision model, otherwise the node stops with an error."),
                     OpenClipType.Input("open_clip", optional=True,
                                        tooltip="Optional check against an open-clip tower instead.")],
-            outputs=[ImageEmbedsType.Output("image_embeds", tooltip="The saved image embeds: connect to image_embeds "
-                                                                    "on Infuse IP-Adapter.")],
+            outputs=[ImageEmbedsType.Output("image_embeds", display_name="image_embeds",
+                                            tooltip="The saved image embeds: connect to image_embeds "
+                                                    "on Infuse IP-Adapter.")],
         )
 
     @classmethod
@@ -120,8 +122,9 @@ class InfuseLoadFaceEmbeds(io.ComfyNode):
             description="Loads face embeds saved by Infuse Save Embeds from the input folder. Connect them where "
                         "Infuse Face Analysis's face_embeds would go (FaceID IP-Adapter, InstantID).",
             inputs=[io.Combo.Input("embeds_file", options=_embeds_files(), tooltip=EMBEDS_FILE_TOOLTIP)],
-            outputs=[FaceEmbedsType.Output("face_embeds", tooltip="The saved face embeds: connect to face_embeds on "
-                                                                  "Infuse IP-Adapter (FaceID) or the InstantID nodes.")],
+            outputs=[FaceEmbedsType.Output("face_embeds", display_name="face_embeds",
+                                           tooltip="The saved face embeds: connect to face_embeds on "
+                                                   "Infuse IP-Adapter (FaceID) or the InstantID nodes.")],
         )
 
     @classmethod

@@ -40,13 +40,16 @@ class InfuseFaceAnalysis(io.ComfyNode):
                              tooltip="Side in pixels of the aligned face crops, 112 to 1024 (224 = CLIP's input "
                                      "size). Changes only face_crops."),
             ],
-            outputs=[FaceEmbedsType.Output("face_embeds", tooltip="The selected face of every image (identity "
-                                                                  "embedding, box, keypoints): connect to the InstantID "
-                                                                  "nodes or face_embeds on Infuse IP-Adapter."),
-                     io.Image.Output("keypoints", tooltip="Each face's 5 keypoints drawn in InstantID's colours at "
-                                                          "its image's size: IdentityNet's condition image."),
-                     io.Image.Output("face_crops", tooltip="The selected faces, rotated and scaled upright (5-point "
-                                                           "alignment): the image input of FaceID-Plus adapters.")],
+            outputs=[FaceEmbedsType.Output("face_embeds", display_name="face_embeds",
+                                           tooltip="The selected face of every image (identity "
+                                                   "embedding, box, keypoints): connect to the InstantID "
+                                                   "nodes or face_embeds on Infuse IP-Adapter."),
+                     io.Image.Output("keypoints", display_name="keypoints",
+                                     tooltip="Each face's 5 keypoints drawn in InstantID's colours at "
+                                             "its image's size: IdentityNet's condition image."),
+                     io.Image.Output("face_crops", display_name="face_crops",
+                                     tooltip="The selected faces, rotated and scaled upright (5-point "
+                                             "alignment): the image input of FaceID-Plus adapters.")],
         )
 
     @classmethod
@@ -75,9 +78,10 @@ class InfuseFaceKeypoints(io.ComfyNode):
                                          "(the keypoints are scaled to it)."),
                     io.Int.Input("height", default=1024, min=64, max=8192, step=8,
                                  tooltip="Height of the keypoint image in pixels; use the generated image's height.")],
-            outputs=[io.Image.Output("keypoints", tooltip="One keypoint image per face (InstantID's colours on "
-                                                          "black): connect to keypoints on Infuse InstantID or "
-                                                          "IdentityNet.")],
+            outputs=[io.Image.Output("keypoints", display_name="keypoints",
+                                     tooltip="One keypoint image per face (InstantID's colours on "
+                                             "black): connect to keypoints on Infuse InstantID or "
+                                             "IdentityNet.")],
         )
 
     @classmethod

@@ -25,9 +25,10 @@ class InfuseAttentionSites(io.ComfyNode):
                         "middle block), shown on the node. Connect any model; use the site names in block_weights.",
             inputs=[io.Model.Input("model", tooltip="An SD1.5 or SDXL model (from Load Checkpoint, or after other "
                                                     "nodes); it is only read.")],
-            outputs=[io.String.Output("sites", tooltip="The site table as text (also shown on the node): the "
-                                                       "block:number:depth names block_weights uses, with widths "
-                                                       "and heads.")],
+            outputs=[io.String.Output("sites", display_name="sites",
+                                      tooltip="The site table as text (also shown on the node): the "
+                                              "block:number:depth names block_weights uses, with widths "
+                                              "and heads.")],
             is_output_node=True,
         )
 

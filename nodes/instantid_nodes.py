@@ -65,8 +65,9 @@ class InfuseLoadInstantID(io.ComfyNode):
                                    tooltip="InstantID's ip-adapter.bin (or a .safetensors conversion), from "
                                            "models/instantid. IdentityNet is a separate file, loaded with Load "
                                            "ControlNet Model.")],
-            outputs=[IPAdapterType.Output("instantid", tooltip="The face adapter: connect to instantid on the "
-                                                               "InstantID nodes.")],
+            outputs=[IPAdapterType.Output("instantid", display_name="instantid",
+                                          tooltip="The face adapter: connect to instantid on the "
+                                                  "InstantID nodes.")],
         )
 
     @classmethod
@@ -94,7 +95,7 @@ class InfuseInstantIDAdapter(io.ComfyNode):
                                            "closer likeness but stiffer faces; lower = more freedom for the prompt."),
                     *schedule_inputs("the face adapter"),
                     io.Mask.Input("attn_mask", optional=True, tooltip=MASK_TOOLTIP.format(subject="the face"))],
-            outputs=[io.Model.Output(tooltip=patched_model_tooltip("the face adapter"))],
+            outputs=[io.Model.Output("model_out", display_name="model", tooltip=patched_model_tooltip("the face adapter"))],
         )
 
     @classmethod
@@ -170,7 +171,7 @@ class InfuseInstantID(io.ComfyNode):
                     *schedule_inputs("the face adapter", "adapter_"), *schedule_inputs("IdentityNet", "identitynet_"),
                     io.Mask.Input("attn_mask", optional=True,
                                   tooltip=MASK_TOOLTIP.format(subject="the face (adapter and IdentityNet)"))],
-            outputs=[io.Model.Output(tooltip=patched_model_tooltip("the face adapter")),
+            outputs=[io.Model.Output("model_out", display_name="model", tooltip=patched_model_tooltip("the face adapter")),
                      io.Conditioning.Output("positive_out", display_name="positive", tooltip=POSITIVE_OUT_TOOLTIP),
                      io.Conditioning.Output("negative_out", display_name="negative", tooltip=NEGATIVE_OUT_TOOLTIP)],
         )

@@ -37,7 +37,8 @@ class InfuseReferenceOnly(io.ComfyNode):
                              tooltip="Seed of the noise added to the reference latent at each step: another seed "
                                      "varies the result slightly; keep it to reproduce an image."),
             ],
-            outputs=[io.Model.Output(tooltip=patched_model_tooltip("reference attention"))],
+            outputs=[io.Model.Output("model_out", display_name="model",
+                                     tooltip=patched_model_tooltip("reference attention"))],
         )
 
     @classmethod

@@ -42,8 +42,10 @@ class InfuseLoadIDMVTON(io.ComfyNode):
                                tooltip="Precision of both UNets in memory. default = what ComfyUI picks for your GPU "
                                        "(fp16 on most); fp32 doubles the memory."),
             ],
-            outputs=[io.Model.Output("tryon_model", tooltip="The try-on UNet: connect it to Infuse Try-On."),
-                     GarmentUNetType.Output("garment_model", display_name="garment_unet", tooltip="The garment UNet: connect it to Infuse Try-On.")],
+            outputs=[io.Model.Output("tryon_model", display_name="tryon_model",
+                                     tooltip="The try-on UNet: connect it to Infuse Try-On."),
+                     GarmentUNetType.Output("garment_model", display_name="garment_unet",
+                                            tooltip="The garment UNet: connect it to Infuse Try-On.")],
         )
 
     @classmethod
@@ -72,7 +74,8 @@ class InfuseTryOnMask(io.ComfyNode):
                 io.Int.Input("height", default=512, min=1, max=16384, tooltip="Box height in pixels (cut at the "
                                                                               "image edge)."),
             ],
-            outputs=[io.Mask.Output("mask", tooltip="White inside the box: connect to Infuse Try-On's mask.")],
+            outputs=[io.Mask.Output("mask", display_name="mask",
+                                    tooltip="White inside the box: connect to Infuse Try-On's mask.")],
         )
 
     @classmethod
@@ -126,12 +129,16 @@ class InfuseTryOn(io.ComfyNode):
                              tooltip="Run the garment UNet every k steps and reuse its features in between: 1 = "
                                      "exact (the reference), 4 = about a third faster with a small change."),
             ],
-            outputs=[io.Model.Output(tooltip="The try-on UNet with the garment wired in: to KSampler."),
-                     io.Conditioning.Output("positive_out", display_name="positive", tooltip="The positive prompt with mask, masked person and "
-                                                                "pose attached: to KSampler."),
-                     io.Conditioning.Output("negative_out", display_name="negative", tooltip="The negative prompt with the same attached."),
-                     io.Latent.Output("latent", tooltip="An empty latent of the person's size: to KSampler "
-                                                        "(denoise 1).")],
+            outputs=[io.Model.Output("model_out", display_name="model",
+                                     tooltip="The try-on UNet with the garment wired in: to KSampler."),
+                     io.Conditioning.Output("positive_out", display_name="positive",
+                                            tooltip="The positive prompt with mask, masked person and "
+                                                    "pose attached: to KSampler."),
+                     io.Conditioning.Output("negative_out", display_name="negative",
+                                            tooltip="The negative prompt with the same attached."),
+                     io.Latent.Output("latent", display_name="latent",
+                                      tooltip="An empty latent of the person's size: to KSampler "
+                                              "(denoise 1).")],
         )
 
     @classmethod

@@ -71,3 +71,14 @@ def test_object_info_carries_the_presentation(node):
     for n, tooltip in enumerate(info["output_tooltips"]):
         problems += tooltip_problem(f"{info['name']} output {n} ({info['output_name'][n]})", tooltip)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("node", NODES, ids=lambda n: n.__name__)
+def test_every_output_is_named_for_what_it_is(node):
+    """The editor labels an output with its display name, else its type: two outputs both labelled IMAGE
+    (Face Analysis once had them) tell an artist nothing, and tooltips elsewhere refer to these names."""
+    schema, info = node.GET_SCHEMA(), node.GET_NODE_INFO_V1()
+    assert all(out.display_name for out in schema.outputs), f"{schema.node_id}: an output has no display name"
+    names = info["output_name"]
+    assert len(set(names)) == len(names), f"{schema.node_id}: outputs share a label {names}"
+    assert not [n for n, t in zip(names, info["output"]) if n == t], f"{schema.node_id}: labelled by type {names}"
