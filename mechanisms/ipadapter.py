@@ -10,7 +10,7 @@ from .cross_attention import DecoupledCrossAttention, site_kv_weights
 from .errors import InfuseError
 from .hooks import add_contribution
 from .ipadapter_file import IPAdapterModel
-from .sites import family_name, model_family, model_sites
+from .sites import comfy_model_type, family_name, model_family, model_sites
 
 COMBINE = ("concat", "average")
 
@@ -80,20 +80,30 @@ def image_tokens(adapter: IPAdapterModel, node: str, embeds: ImageEmbeds | None 
     return cond.reshape(1, -1, cond.shape[-1]), uncond.reshape(1, -1, uncond.shape[-1])
 
 
-def check_family(model, adapter: IPAdapterModel, node: str) -> None:
+def check_family(model, adapter: IPAdapterModel, node: str, sites=None) -> None:
+    """The adapter fits the model: same family and one K/V pair per cross-attention (distilled SDXL models such as
+    SSD-1B have fewer). Cheap: run it before encoding any image."""
     family = model_family(model, node)
     if adapter.family != family:
         raise InfuseError(node, f"'{adapter.name}' is an {family_name(adapter.family)} IP-Adapter but the model "
                                 f"is {family_name(family)}.",
                           f"use an {family_name(family)} IP-Adapter with this model, or an "
                           f"{family_name(adapter.family)} checkpoint.", input_name="ipadapter")
+    sites = model_sites(model, node) if sites is None else sites
+    if len(adapter.kv) != len(sites):
+        kind = comfy_model_type(model)
+        raise InfuseError(node, f"'{adapter.name}' was trained for the full {family_name(family)} UNet "
+                                f"({len(adapter.kv)} cross-attention layers), but the model is {kind}, an "
+                                f"{family_name(family)}-type model with {len(sites)}.",
+                          f"use an IP-Adapter trained for {kind}, or a full {family_name(family)} checkpoint.",
+                          input_name="model")
 
 
 def apply_ipadapter(model, adapter: IPAdapterModel, cond: torch.Tensor, uncond: torch.Tensor, node: str,
                     **schedule) -> DecoupledCrossAttention:
     """Register the adapter's decoupled cross-attention on `model` (a clone the caller owns)."""
-    check_family(model, adapter, node)
     sites = model_sites(model, node)
+    check_family(model, adapter, node, sites)
     kv = site_kv_weights(adapter.kv, sites, node, f"'{adapter.name}'")
     contribution = DecoupledCrossAttention(node, kv, cond, uncond, **schedule)
     add_contribution(model, contribution, sites)

@@ -8,13 +8,14 @@ from .embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSav
 from .inspect_model import InfuseAttentionSites
 from .reference_nodes import InfuseReferenceOnly
 from .tryon_nodes import InfuseLoadIDMVTON, InfuseTryOn, InfuseTryOnMask
-from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader
+from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader, InfuseIPAdapterSimple
 
 NODES: list[type[io.ComfyNode]] = [
     InfuseIPAdapterLoader,
     InfuseLoadOpenClip,
     InfuseEncodeImage,
     InfuseIPAdapter,
+    InfuseIPAdapterSimple,
     InfuseFaceAnalysis,
     InfuseFaceKeypoints,
     InfuseLoadInstantID,

@@ -14,6 +14,7 @@ from .presentation import APPLY_MODEL_TOOLTIP, MASK_TOOLTIP, patched_model_toolt
 from .types import FaceEmbedsType, ImageEmbedsType, IPAdapterType, OpenClipType
 
 APPLY = "Infuse IP-Adapter"
+APPLY_SIMPLE = "Infuse IP-Adapter (simple)"
 
 
 class InfuseIPAdapterLoader(io.ComfyNode):
@@ -27,10 +28,12 @@ class InfuseIPAdapterLoader(io.ComfyNode):
             inputs=[io.Combo.Input("ipadapter_file", options=folder_paths.get_filename_list("ipadapter"),
                                    tooltip="An IP-Adapter file from models/ipadapter. What it is (variant, SD1.5 or "
                                            "SDXL) is read from the weights, so the file name does not matter.")],
-            outputs=[IPAdapterType.Output("ipadapter", tooltip="The loaded adapter: connect to ipadapter on Infuse "
-                                                               "IP-Adapter."),
-                     io.String.Output("info", tooltip="What the file was recognised as (base model, variant, image "
-                                                      "input, token count); show it with a text preview node.")],
+            outputs=[IPAdapterType.Output("ipadapter", display_name="ipadapter",
+                                          tooltip="The loaded adapter: connect to ipadapter on Infuse "
+                                                  "IP-Adapter."),
+                     io.String.Output("info", display_name="info",
+                                      tooltip="What the file was recognised as (base model, variant, image "
+                                              "input, token count); show it with a text preview node.")],
         )
 
     @classmethod
@@ -113,7 +116,7 @@ class InfuseIPAdapter(io.ComfyNode):
                                tooltip="Strength of the v2 shortcut, 0 to 3 (1 = reference): higher keeps the "
                                        "identity closer. FaceID-Plus v2 only."),
             ],
-            outputs=[io.Model.Output(tooltip=patched_model_tooltip("the IP-Adapter"))],
+            outputs=[io.Model.Output("model_out", display_name="model", tooltip=patched_model_tooltip("the IP-Adapter"))],
         )
 
     @classmethod
@@ -121,29 +124,82 @@ class InfuseIPAdapter(io.ComfyNode):
                 crop, block_weights, faceid_lora_strength, faceid_v2, faceid_v2_weight, image=None,
                 clip_vision=None, open_clip=None, image_embeds=None, face_embeds=None, negative_image=None,
                 attn_mask=None) -> io.NodeOutput:
-        family = model_family(model, APPLY)
-        check_family(model, ipadapter, APPLY)
-        if ipadapter.uses_clip and image is None and image_embeds is None:
-            raise InfuseError(APPLY, f"'{ipadapter.name}' ({ipadapter.describe()}) needs a reference image.",
-                              "connect an image and a CLIP vision model, or image_embeds.", input_name="image")
-        # the cheap checks first: a typo in block_weights should not wait for the image encoder
-        check_percent_range(APPLY, start_percent, end_percent)
-        sites = model_sites(model, APPLY)
-        site_weights = schedule.site_weights(sites, family, weight_type, weight, composition_weight, block_weights,
-                                             APPLY)
-        encoder = lambda: resolve_encoder(clip_vision, open_clip, APPLY)
-        embeds = _embeds(ipadapter, image, image_embeds, encoder, crop, "image")
-        negative = _embeds(ipadapter, negative_image, None, encoder, crop, "negative_image")
-        try:
-            cond, uncond = image_tokens(ipadapter, APPLY, embeds=embeds, faces=face_embeds, negative=negative,
-                                        combine=combine, faceid_v2=faceid_v2, faceid_v2_weight=faceid_v2_weight)
-        except InfuseError as e:      # embeds of the wrong width: name the input they came through
-            if e.input_name != "clip_vision":
-                raise
-            raise e.at_input(_embeds_input(image_embeds, clip_vision, open_clip)) from None
+        return io.NodeOutput(apply_to_model(
+            APPLY, model, ipadapter, weight, start_percent, end_percent, image=image, clip_vision=clip_vision,
+            open_clip=open_clip, image_embeds=image_embeds, face_embeds=face_embeds, negative_image=negative_image,
+            attn_mask=attn_mask, weight_type=weight_type, composition_weight=composition_weight, combine=combine,
+            crop=crop, block_weights=block_weights, faceid_lora_strength=faceid_lora_strength, faceid_v2=faceid_v2,
+            faceid_v2_weight=faceid_v2_weight))
 
-        patched = model.clone()
-        apply_ipadapter(patched, ipadapter, cond, uncond, APPLY, weight=1.0, site_weights=site_weights,
-                        start_percent=start_percent, end_percent=end_percent, mask=attn_mask)
-        apply_faceid_lora(patched, ipadapter, faceid_lora_strength, APPLY)
-        return io.NodeOutput(patched)
+
+class InfuseIPAdapterSimple(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="InfuseIPAdapterSimple", display_name=APPLY_SIMPLE, category="infuse/apply",
+            description="The common case of Infuse IP-Adapter: a reference image (or its embeds) steers the model "
+                        "with one weight. For FaceID adapters, weight types, several images, a negative image or "
+                        "per-block weights use Infuse IP-Adapter.",
+            inputs=[
+                io.Model.Input("model", tooltip=APPLY_MODEL_TOOLTIP),
+                IPAdapterType.Input("ipadapter", tooltip="The adapter from Infuse Load IP-Adapter; made for the "
+                                                         "model's family (SD1.5 or SDXL). FaceID files need Infuse "
+                                                         "IP-Adapter."),
+                io.Image.Input("image", optional=True,
+                               tooltip="The reference image whose subject or style the result follows (needs "
+                                       "clip_vision); or connect image_embeds instead."),
+                io.ClipVision.Input("clip_vision", optional=True, tooltip=CLIP_VISION_TOOLTIP),
+                ImageEmbedsType.Input("image_embeds", optional=True,
+                                      tooltip="Already-encoded images (Infuse Encode Image): changing the weight then "
+                                              "does not encode the reference again."),
+                io.Float.Input("weight", default=1.0, min=-1.0, max=5.0, step=0.01,
+                               tooltip="How strongly the reference steers the image, -1 to 5 (1 = as trained, 0 = "
+                                       "off). Lower it (0.5 to 0.8) to give the prompt more say."),
+                *schedule_inputs("the adapter"),
+                io.Mask.Input("attn_mask", optional=True, tooltip=MASK_TOOLTIP.format(subject="the reference")),
+            ],
+            outputs=[io.Model.Output("model_out", display_name="model", tooltip=patched_model_tooltip("the IP-Adapter"))],
+        )
+
+    @classmethod
+    def execute(cls, model, ipadapter, weight, start_percent, end_percent, image=None, clip_vision=None,
+                image_embeds=None, attn_mask=None) -> io.NodeOutput:
+        if ipadapter.uses_face:
+            raise InfuseError(APPLY_SIMPLE, f"'{ipadapter.name}' is a FaceID adapter ({ipadapter.describe()}): it "
+                                            "needs face embeds, which this node has no input for.",
+                              f"use {APPLY} (same inputs plus face_embeds) for FaceID files.",
+                              input_name="ipadapter")
+        return io.NodeOutput(apply_to_model(APPLY_SIMPLE, model, ipadapter, weight, start_percent, end_percent,
+                                            image=image, clip_vision=clip_vision, image_embeds=image_embeds,
+                                            attn_mask=attn_mask))
+
+
+def apply_to_model(node, model, ipadapter, weight, start_percent, end_percent, image=None, clip_vision=None,
+                   open_clip=None, image_embeds=None, face_embeds=None, negative_image=None, attn_mask=None,
+                   weight_type="linear", composition_weight=1.0, combine="concat", crop="crop", block_weights="",
+                   faceid_lora_strength=1.0, faceid_v2=True, faceid_v2_weight=1.0):
+    """A clone of `model` with the adapter applied: every check that needs no image encoder runs first."""
+    family = model_family(model, node)
+    sites = model_sites(model, node)
+    check_family(model, ipadapter, node, sites)
+    if ipadapter.uses_clip and image is None and image_embeds is None:
+        raise InfuseError(node, f"'{ipadapter.name}' ({ipadapter.describe()}) needs a reference image.",
+                          "connect an image and a CLIP vision model, or image_embeds.", input_name="image")
+    check_percent_range(node, start_percent, end_percent)
+    site_weights = schedule.site_weights(sites, family, weight_type, weight, composition_weight, block_weights, node)
+    encoder = lambda: resolve_encoder(clip_vision, open_clip, node)
+    embeds = _embeds(ipadapter, image, image_embeds, encoder, crop, "image")
+    negative = _embeds(ipadapter, negative_image, None, encoder, crop, "negative_image")
+    try:
+        cond, uncond = image_tokens(ipadapter, node, embeds=embeds, faces=face_embeds, negative=negative,
+                                    combine=combine, faceid_v2=faceid_v2, faceid_v2_weight=faceid_v2_weight)
+    except InfuseError as e:      # embeds of the wrong width: name the input they came through
+        if e.input_name != "clip_vision":
+            raise
+        raise e.at_input(_embeds_input(image_embeds, clip_vision, open_clip)) from None
+
+    patched = model.clone()
+    apply_ipadapter(patched, ipadapter, cond, uncond, node, weight=1.0, site_weights=site_weights,
+                    start_percent=start_percent, end_percent=end_percent, mask=attn_mask)
+    apply_faceid_lora(patched, ipadapter, faceid_lora_strength, node)
+    return patched

@@ -11,7 +11,7 @@ from comfyui_infuse.mechanisms import hooks
 from comfyui_infuse.mechanisms.errors import InfuseError
 from comfyui_infuse.mechanisms.sites import model_sites
 from comfyui_infuse.nodes.clip_nodes import InfuseEncodeImage, InfuseLoadOpenClip
-from comfyui_infuse.nodes.ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader
+from comfyui_infuse.nodes.ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader, InfuseIPAdapterSimple
 from support import clip_models
 from support import ipadapter_files as f
 
@@ -136,6 +136,46 @@ def test_faceid_takes_face_embeds_and_its_lora(env, sd15):
 
 
 # --- bad input: clear errors naming node, input and fix, before sampling -------------------------------------
+def test_the_simple_node_is_the_advanced_node_at_its_defaults(env, sd15):
+    model, run = sd15
+    embeds = InfuseEncodeImage.execute(image(), "crop", open_clip=encoder()).args[0]
+    mask = torch.zeros(1, 16, 16)
+    mask[:, :, :8] = 1.0
+    for adapter in ("sd15_base.safetensors", "sd15_plus.bin"):
+        simple = InfuseIPAdapterSimple.execute(model, load(adapter), 0.7, 0.1, 0.9, image_embeds=embeds,
+                                               attn_mask=mask).args[0]
+        advanced = apply(model, load(adapter), image_embeds=embeds, weight=0.7, start_percent=0.1, end_percent=0.9,
+                         attn_mask=mask)
+        assert torch.equal(run(simple), run(advanced))
+    assert torch.equal(run(InfuseIPAdapterSimple.execute(model, load("sd15_base.safetensors"), 0.0, 0.0, 1.0,
+                                                         image_embeds=embeds).args[0]), run(model))
+
+
+def test_the_simple_node_sends_faceid_files_to_the_advanced_node(env, sd15):
+    model, _ = sd15
+    with pytest.raises(InfuseError, match=r"Infuse IP-Adapter \(simple\), input 'ipadapter': 'sd15_faceid.bin' is a "
+                                          r"FaceID adapter.*Fix: use Infuse IP-Adapter \(same inputs plus face_embeds\)"):
+        InfuseIPAdapterSimple.execute(model, load("sd15_faceid.bin"), 1.0, 0.0, 1.0, image=image())
+
+
+class UnusableEncoder:
+    """An encoder that must not be reached: the checks that need no image run first."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the image encoder was used ({name}) before the adapter was checked")
+
+
+def test_sdxl_adapter_on_a_distilled_sdxl_is_named_before_encoding(env, tiny):
+    ssd1b = tiny.build_model("tiny_ssd1b")
+    n_sites = len(model_sites(ssd1b, "t"))
+    with pytest.raises(InfuseError) as e:
+        apply(ssd1b, load("sdxl_base.safetensors"), image=image(), open_clip=UnusableEncoder())
+    assert str(e.value).startswith(
+        f"Infuse IP-Adapter, input 'model': 'sdxl_base.safetensors' was trained for the full SDXL UNet (70 "
+        f"cross-attention layers), but the model is SSD1B, an SDXL-type model with {n_sites}.")
+    assert "Fix: use an IP-Adapter trained for SSD1B, or a full SDXL checkpoint." in str(e.value)
+
+
 def test_sdxl_adapter_on_sd15_model(env, sd15):
     model, _ = sd15
     with pytest.raises(InfuseError) as e:

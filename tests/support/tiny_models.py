@@ -105,6 +105,15 @@ class TinySDXL(sm.SDXL):
         return comfy.supported_models_base.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, TinySDXLClipModel)
 
 
+class TinySSD1B(sm.SSD1B):
+    """A distilled SDXL (Segmind's SSD-1B layout: fewer transformer blocks), ComfyUI's own SSD1B config."""
+    unet_config = dict(TinySDXL.unet_config, transformer_depth=[0, 0, 2, 2, 4, 4])
+    unet_extra_config = TinySDXL.unet_extra_config
+
+    def clip_target(self, state_dict={}):
+        return comfy.supported_models_base.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, TinySDXLClipModel)
+
+
 class TinySD21(sm.SD20):
     """A UNet family Infuse does not support (SD2.x), for the rejection tests."""
     unet_config = {"context_dim": 96, "model_channels": TINY_CHANNELS, "use_linear_in_transformer": True,
@@ -123,6 +132,8 @@ MODELS = {
     "tiny_sd15": (TinySD15, _tiny(SD15_UNET, TinySD15)),
     "tiny_sdxl": (TinySDXL, _tiny(SDXL_UNET, TinySDXL)),
     "tiny_sd21": (TinySD21, _tiny(SD21_UNET, TinySD21)),
+    "tiny_ssd1b": (TinySSD1B, _tiny(dict(SDXL_UNET, transformer_depth=[0, 0, 2, 2, 4, 4], transformer_depth_middle=0,
+                                         transformer_depth_output=[0, 0, 0, 0, 1, 2, 1, 1, 4]), TinySSD1B)),
     "sd15": (sm.SD15, SD15_UNET),
     "sdxl": (sm.SDXL, SDXL_UNET),
 }
