@@ -25,44 +25,53 @@ LAYOUTS = {   # pack name -> (detector file, recogniser file), as the real packs
 
 
 def _detector(path: Path) -> None:
+    """Valid for every onnxruntime session setup (insightface 0.7.3 opens it with default options, 2.x its own):
+    each output's row count is its own symbolic dim (`anchors_8`, ...), and every tensor is built from shapes,
+    never by multiplying by zero, so onnxruntime's memory planner never sees two sizes under one name."""
     import onnx
     from onnx import TensorProto, helper
 
     nodes, inits = [], []
-    const = lambda name, arr: inits.append(onnx.numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name))
-    nodes.append(helper.make_node("ReduceMean", ["input.1"], ["gray"], axes=[1], keepdims=1))
-    const("zero", 0.0), const("one", 1.0), const("half", 0.5), const("gain", 20.0)
+
+    def const(name, arr, dtype=np.float32):
+        inits.append(onnx.numpy_helper.from_array(np.asarray(arr, dtype=dtype), name))
+
+    def filled(name, shape_of, value):   # a tensor shaped like `shape_of`, every element `value`
+        return [helper.make_node("Shape", [shape_of], [f"{name}_shape"]),
+                helper.make_node("ConstantOfShape", [f"{name}_shape"], [name],
+                                 value=helper.make_tensor(f"{name}_value", TensorProto.FLOAT, [1], [value]))]
+
+    nodes.append(helper.make_node("ReduceMean", ["input.1"], ["gray"], axes=[1], keepdims=1))   # [1, 1, H, W]
+    const("half", 0.5), const("gain", 20.0), const("column", [-1, 1], np.int64)
     outputs = {"score": [], "bbox": [], "kps": []}
     for s in STRIDES:
-        nodes.append(helper.make_node("AveragePool", ["gray"], [f"pool{s}"], kernel_shape=[s, s], strides=[s, s]))
-        if s == 32:
-            nodes += [helper.make_node("Sub", [f"pool{s}", "half"], [f"c{s}"]),
+        # cell brightness [1, 1, h, w] -> one row per cell [h*w, 1] -> two anchors per cell, consecutive [2*h*w, 1]
+        nodes += [helper.make_node("AveragePool", ["gray"], [f"pool{s}"], kernel_shape=[s, s], strides=[s, s]),
+                  helper.make_node("Reshape", [f"pool{s}", "column"], [f"cell{s}"]),
+                  helper.make_node("Concat", [f"cell{s}", f"cell{s}"], [f"pair{s}"], axis=1),
+                  helper.make_node("Reshape", [f"pair{s}", "column"], [f"anchor{s}"])]
+        if s == 32:   # fires on bright cells
+            nodes += [helper.make_node("Sub", [f"anchor{s}", "half"], [f"c{s}"]),
                       helper.make_node("Mul", [f"c{s}", "gain"], [f"g{s}"]),
-                      helper.make_node("Sigmoid", [f"g{s}"], [f"map{s}"])]
-        else:
-            nodes.append(helper.make_node("Mul", [f"pool{s}", "zero"], [f"map{s}"]))
-        # [1, 1, h, w] -> [h*w, 1] -> two anchors per cell, consecutive -> [2*h*w, 1]
-        const(f"shape_col{s}", [])
-        inits[-1] = onnx.numpy_helper.from_array(np.array([-1, 1], dtype=np.int64), f"shape_col{s}")
-        nodes += [helper.make_node("Reshape", [f"map{s}", f"shape_col{s}"], [f"col{s}"]),
-                  helper.make_node("Concat", [f"col{s}", f"col{s}"], [f"pair{s}"], axis=1),
-                  helper.make_node("Reshape", [f"pair{s}", f"shape_col{s}"], [f"score_{s}"])]
-        nodes += [helper.make_node("Mul", [f"score_{s}", "zero"], [f"z{s}"]),
-                  helper.make_node("Add", [f"z{s}", "one"], [f"ones{s}"])]
+                      helper.make_node("Sigmoid", [f"g{s}"], [f"score_{s}"])]
+        else:         # never fires
+            nodes += filled(f"score_{s}", f"anchor{s}", 0.0)
+        nodes += filled(f"ones{s}", f"anchor{s}", 1.0)
         const(f"dist{s}", [[BOX_DISTANCE] * 4])
         const(f"kpsoff{s}", [KPS_OFFSETS.reshape(-1)])
-        nodes += [helper.make_node("Mul", [f"ones{s}", f"dist{s}"], [f"bbox_{s}"]),
-                  helper.make_node("Mul", [f"ones{s}", f"kpsoff{s}"], [f"kps_{s}"])]
+        nodes += [helper.make_node("Mul", [f"ones{s}", f"dist{s}"], [f"bbox_{s}"]),      # [n, 1] * [1, 4]
+                  helper.make_node("Mul", [f"ones{s}", f"kpsoff{s}"], [f"kps_{s}"])]     # [n, 1] * [1, 10]
         for kind in outputs:
             outputs[kind].append(f"{kind}_{s}")
     names = outputs["score"] + outputs["bbox"] + outputs["kps"]
     dims = {"score": 1, "bbox": 4, "kps": 10}
-    graph_outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", dims[n.split("_")[0]]]) for n in names]
+    graph_outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [f"anchors_{n.split('_')[1]}", dims[n.split("_")[0]]])
+                     for n in names]
     graph = helper.make_graph(nodes, "scrfd_test", [helper.make_tensor_value_info(
-        "input.1", TensorProto.FLOAT, [1, 3, "?", "?"])], graph_outputs, inits)
+        "input.1", TensorProto.FLOAT, [1, 3, "height", "width"])], graph_outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    onnx.checker.check_model(model)
+    onnx.checker.check_model(model, full_check=True)   # full_check: shape inference agrees with the declared outputs
     onnx.save(model, str(path))
 
 
