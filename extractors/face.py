@@ -18,6 +18,7 @@ from .deps import require
 from .features import FaceEmbeds
 
 SELECTIONS = ("largest", "left-to-right", "index")
+NO_FACE = ("error", "skip", "pass_through")
 EXPECTED_LAYOUT = ("models/insightface/models/<name>/ holding a detector (antelopev2: scrfd_10g_bnkps.onnx, "
                    "buffalo_l: det_10g.onnx) and a recogniser (antelopev2: glintr100.onnx, buffalo_l: "
                    "w600k_r50.onnx)")
@@ -108,8 +109,11 @@ def select_face(faces: list[DetectedFace], selection: str, index: int, image_num
 
 
 def analyze(analyzer: FaceAnalyzer, images: torch.Tensor, node: str, selection: str = "largest",
-            index: int = 0) -> FaceEmbeds:
-    """One selected face per image of a ComfyUI IMAGE batch -> FACE_EMBEDS (progress bar per image)."""
+            index: int = 0, no_face: str = "error") -> FaceEmbeds:
+    """One selected face per image of a ComfyUI IMAGE batch -> FACE_EMBEDS (progress bar per image).
+
+    An image without a face is an error (`no_face="error"`), or (`"skip"`, `"pass_through"`) a zero entry marked
+    not found, which the identity mechanisms leave out; `skip_missing` then drops such entries and their images."""
     import comfy.utils
 
     from .clip_vision import as_rgb
@@ -117,20 +121,38 @@ def analyze(analyzer: FaceAnalyzer, images: torch.Tensor, node: str, selection: 
     if selection not in SELECTIONS:
         raise InfuseError(node, f"face selection must be one of {SELECTIONS}, got '{selection}'.",
                           "pick largest, left-to-right or index.", input_name="selection")
+    if no_face not in NO_FACE:
+        raise InfuseError(node, f"no_face must be one of {NO_FACE}, got '{no_face}'.",
+                          "pick error, skip or pass_through.", input_name="no_face")
     images = as_rgb(images, node)
-    picked = []
+    picked: list[DetectedFace | None] = []
     bar = comfy.utils.ProgressBar(images.shape[0])
     for k, image in enumerate(images):
         rgb = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        picked.append(select_face(analyzer.faces(rgb), selection, index, k + 1, node))
+        found = analyzer.faces(rgb)
+        picked.append(select_face(found, selection, index, k + 1, node) if found or no_face == "error" else None)
         bar.update(1)
-    raw = torch.from_numpy(np.stack([f.embedding for f in picked]))
+    dim = next((f.embedding.shape[0] for f in picked if f is not None), 512)
+    empty = DetectedFace(np.zeros(4, np.float32), np.zeros((5, 2), np.float32), 0.0, np.zeros(dim, np.float32))
+    rows = [f if f is not None else empty for f in picked]
+    raw = torch.from_numpy(np.stack([f.embedding for f in rows]))
     faces = FaceEmbeds.from_raw(analyzer.name, raw)
-    faces.bbox = torch.from_numpy(np.stack([f.bbox for f in picked]))
-    faces.kps = torch.from_numpy(np.stack([f.kps for f in picked]))
-    faces.det_score = torch.tensor([f.det_score for f in picked])
-    faces.image_hw = torch.tensor([list(images.shape[1:3])] * len(picked), dtype=torch.float32)
+    faces.bbox = torch.from_numpy(np.stack([f.bbox for f in rows]))
+    faces.kps = torch.from_numpy(np.stack([f.kps for f in rows]))
+    faces.det_score = torch.tensor([f.det_score for f in rows])
+    faces.image_hw = torch.tensor([list(images.shape[1:3])] * len(rows), dtype=torch.float32)
+    faces.found = torch.tensor([f is not None for f in picked])
     return faces
+
+
+def skip_missing(faces: FaceEmbeds, images: torch.Tensor, node: str) -> tuple[FaceEmbeds, torch.Tensor]:
+    """The entries with a face and their images (no_face = skip); an error when no image had a face."""
+    kept = faces.present()
+    if kept is None:
+        raise InfuseError(node, f"no face was found in any of the {len(faces)} image(s), so skipping leaves nothing.",
+                          "use photos where the face is clearly visible, a larger detection size, or no_face = "
+                          "pass_through to let the identity nodes act as weight 0.", input_name="image")
+    return kept, images[faces.found]
 
 
 _ANALYZERS: dict[tuple[str, int], FaceAnalyzer] = {}

@@ -5,7 +5,7 @@ They are plain dataclasses of tensors, so a node output says what it holds, and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 import torch
 
@@ -24,6 +24,9 @@ class ImageEmbeds:
 
     def __len__(self) -> int:
         return self.pooled.shape[0]
+
+    def select(self, rows) -> "ImageEmbeds":
+        return ImageEmbeds(self.encoder, self.pooled[rows], self.hidden[rows], self.uncond_hidden)
 
     @property
     def pooled_dim(self) -> int:
@@ -48,6 +51,12 @@ class FaceEmbeds:
     kps: torch.Tensor                         # [N, 5, 2] eyes, nose, mouth corners
     det_score: torch.Tensor                   # [N]
     image_hw: torch.Tensor                    # [N, 2] height, width of the image each face was found in
+    found: torch.Tensor | None = None         # [N] bool: False where the image had no face (passed through, zeros)
+
+    def __post_init__(self):
+        if self.found is None:
+            self.found = torch.ones(self.embedding.shape[0], dtype=torch.bool)
+        self.found = self.found.bool()
 
     @classmethod
     def from_raw(cls, model: str, embedding: torch.Tensor) -> "FaceEmbeds":
@@ -58,6 +67,20 @@ class FaceEmbeds:
 
     def __len__(self) -> int:
         return self.embedding.shape[0]
+
+    def select(self, rows) -> "FaceEmbeds":
+        return FaceEmbeds(self.model, *(getattr(self, f.name)[rows] for f in fields(self)[1:]))
+
+    @property
+    def missing(self) -> list[int]:
+        """Indices of the entries whose image had no face."""
+        return [i for i, ok in enumerate(self.found.tolist()) if not ok]
+
+    def present(self) -> "FaceEmbeds | None":
+        """The entries with a face (self when every image had one), or None when no image had one."""
+        if not self.missing:
+            return self
+        return self.select(self.found) if bool(self.found.any()) else None
 
 
 def to_tensors(record) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -76,5 +99,12 @@ def from_tensors(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str]):
         raise ValueError(f"the file holds {meta.get('infuse_type', 'something else')}, not {cls.__name__}")
     kwargs = {}
     for f in fields(cls):
-        kwargs[f.name] = tensors[f.name] if f.name in tensors else meta[f.name]
+        if f.name in tensors:
+            kwargs[f.name] = tensors[f.name]
+        elif f.name in meta:
+            kwargs[f.name] = meta[f.name]
+        elif f.default is not MISSING:         # a field newer than the file (FaceEmbeds.found)
+            kwargs[f.name] = f.default
+        else:
+            raise KeyError(f.name)
     return cls(**kwargs)

@@ -4,9 +4,9 @@ import torch
 from comfy_api.latest import io
 
 from ..extractors.clip_vision import as_rgb
-from ..extractors.face import SELECTIONS, analyze, cached_analyzer, pack_names
+from ..extractors.face import NO_FACE, SELECTIONS, analyze, cached_analyzer, pack_names, skip_missing
 from ..extractors.keypoints import aligned_crops, keypoints_images
-from .presentation import preview_images, with_progress
+from .presentation import preview_images, with_note, with_progress
 from .types import FaceEmbedsType
 
 ANALYSIS = "Infuse Face Analysis"
@@ -39,6 +39,11 @@ class InfuseFaceAnalysis(io.ComfyNode):
                 io.Int.Input("crop_size", default=224, min=112, max=1024, step=16,
                              tooltip="Side in pixels of the aligned face crops, 112 to 1024 (224 = CLIP's input "
                                      "size). Changes only face_crops."),
+                io.Combo.Input("no_face", options=list(NO_FACE), default="error", optional=True,
+                               tooltip="When an image has no face: error = stop (default); skip = leave that image "
+                                       "out of every output; pass_through = keep it as an empty entry (black "
+                                       "keypoints and crop) that the identity nodes downstream leave out, acting as "
+                                       "weight 0 when no image had a face. The node lists such images."),
             ],
             outputs=[FaceEmbedsType.Output("face_embeds", display_name="face_embeds",
                                            tooltip="The selected face of every image (identity "
@@ -53,13 +58,22 @@ class InfuseFaceAnalysis(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, model_pack, det_size, selection, face_index, crop_size) -> io.NodeOutput:
+    def execute(cls, image, model_pack, det_size, selection, face_index, crop_size, no_face="error") -> io.NodeOutput:
         analyzer = cached_analyzer(model_pack, folder_paths.get_folder_paths("insightface"), ANALYSIS, det_size)
-        faces = analyze(analyzer, image, ANALYSIS, selection, face_index)
+        image = as_rgb(image, ANALYSIS)
+        faces = analyze(analyzer, image, ANALYSIS, selection, face_index, no_face)
+        note = None
+        if faces.missing:
+            numbers = ", ".join(str(i + 1) for i in faces.missing)
+            note = f"No face in image(s) {numbers}: " + ("left out." if no_face == "skip" else "passed through.")
+        if no_face == "skip":
+            faces, image = skip_missing(faces, image, ANALYSIS)
         hw = tuple(image.shape[1:3])
-        kps = keypoints_images(faces.kps, hw, hw)
-        crops = aligned_crops(as_rgb(image, ANALYSIS), faces.kps, crop_size)
-        return io.NodeOutput(faces, kps, crops, ui=preview_images(cls, crops))
+        kps = keypoints_images(faces.kps, hw, hw) * faces.found[:, None, None, None]
+        crops = torch.zeros(len(faces), crop_size, crop_size, 3)          # black where there is no face
+        if faces.found.any():
+            crops[faces.found] = aligned_crops(image[faces.found], faces.kps[faces.found], crop_size)
+        return io.NodeOutput(faces, kps, crops, ui=with_note(preview_images(cls, crops), note))
 
 
 class InfuseFaceKeypoints(io.ComfyNode):
@@ -90,6 +104,7 @@ class InfuseFaceKeypoints(io.ComfyNode):
         for i in with_progress(range(len(face_embeds))):
             src = tuple(int(v) for v in face_embeds.image_hw[i].tolist()) if face_embeds.image_hw[i].min() > 0 \
                 else (height, width)
-            images.append(keypoints_images(face_embeds.kps[i:i + 1], src, (height, width)))
+            drawn = keypoints_images(face_embeds.kps[i:i + 1], src, (height, width))
+            images.append(drawn if face_embeds.found[i] else torch.zeros_like(drawn))   # no face: nothing drawn
         images = torch.cat(images)
         return io.NodeOutput(images, ui=preview_images(cls, images))

@@ -10,7 +10,8 @@ from ..mechanisms.ipadapter import apply_ipadapter
 from ..mechanisms.ipadapter_file import load_ipadapter
 from ..mechanisms.sites import model_family
 from .folders import find_model_file
-from .presentation import MASK_TOOLTIP, SDXL_MODEL_TOOLTIP, patched_model_tooltip, preview_images, schedule_inputs
+from .presentation import (MASK_TOOLTIP, SDXL_MODEL_TOOLTIP, no_face_note, patched_model_tooltip, preview_images,
+                           schedule_inputs, with_note)
 from .types import FaceEmbedsType, IPAdapterType
 
 COMBINE_FACES = ("average", "concat")
@@ -104,11 +105,14 @@ class InfuseInstantIDAdapter(io.ComfyNode):
         node = "Infuse InstantID Adapter"
         _require_sdxl(model, node)
         check_percent_range(node, start_percent, end_percent)
+        note, face_embeds = no_face_note(face_embeds, "the face adapter"), face_embeds.present()
+        if face_embeds is None:
+            return io.NodeOutput(model, ui=with_note(None, note))
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
         patched = model.clone()
         apply_ipadapter(patched, instantid, cond, uncond, node, weight=weight, start_percent=start_percent,
                         end_percent=end_percent, mask=attn_mask)
-        return io.NodeOutput(patched)
+        return io.NodeOutput(patched, ui=with_note(None, note))
 
 
 class InfuseIdentityNet(io.ComfyNode):
@@ -140,11 +144,14 @@ class InfuseIdentityNet(io.ComfyNode):
                 end_percent, keypoints=None, attn_mask=None) -> io.NodeOutput:
         node = "Infuse IdentityNet"
         check_percent_range(node, start_percent, end_percent)
+        note, face_embeds = no_face_note(face_embeds, "IdentityNet"), face_embeds.present()
+        if face_embeds is None:
+            return io.NodeOutput(positive, negative, ui=with_note(None, note))
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
         condition = _keypoints(face_embeds, keypoints, node)
         pos, neg = identitynet_conditioning(positive, negative, control_net, condition, cond, uncond, strength,
                                             start_percent, end_percent, node, attn_mask)
-        return io.NodeOutput(pos, neg, ui=preview_images(cls, condition))
+        return io.NodeOutput(pos, neg, ui=with_note(preview_images(cls, condition), note))
 
 
 class InfuseInstantID(io.ComfyNode):
@@ -184,6 +191,9 @@ class InfuseInstantID(io.ComfyNode):
         _require_sdxl(model, node)
         check_percent_range(node, adapter_start_percent, adapter_end_percent, "adapter_")
         check_percent_range(node, identitynet_start_percent, identitynet_end_percent, "identitynet_")
+        note, face_embeds = no_face_note(face_embeds, "InstantID"), face_embeds.present()
+        if face_embeds is None:
+            return io.NodeOutput(model, positive, negative, ui=with_note(None, note))
         cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
         condition = _keypoints(face_embeds, keypoints, node)
         pos, neg = identitynet_conditioning(positive, negative, control_net, condition, cond, uncond,
@@ -192,4 +202,4 @@ class InfuseInstantID(io.ComfyNode):
         patched = model.clone()
         apply_ipadapter(patched, instantid, cond, uncond, node, weight=adapter_weight,
                         start_percent=adapter_start_percent, end_percent=adapter_end_percent, mask=attn_mask)
-        return io.NodeOutput(patched, pos, neg, ui=preview_images(cls, condition))
+        return io.NodeOutput(patched, pos, neg, ui=with_note(preview_images(cls, condition), note))

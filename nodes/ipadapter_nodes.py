@@ -10,7 +10,8 @@ from ..mechanisms.ipadapter_file import load_ipadapter
 from ..mechanisms.sites import model_family, model_sites
 from .clip_nodes import CLIP_VISION_TOOLTIP, CROP_TOOLTIP, OPEN_CLIP_TOOLTIP, resolve_encoder
 from .folders import find_model_file
-from .presentation import APPLY_MODEL_TOOLTIP, MASK_TOOLTIP, patched_model_tooltip, schedule_inputs
+from .presentation import (APPLY_MODEL_TOOLTIP, MASK_TOOLTIP, no_face_note, patched_model_tooltip, schedule_inputs,
+                           with_note)
 from .types import FaceEmbedsType, ImageEmbedsType, IPAdapterType, OpenClipType
 
 APPLY = "Infuse IP-Adapter"
@@ -124,12 +125,16 @@ class InfuseIPAdapter(io.ComfyNode):
                 crop, block_weights, faceid_lora_strength, faceid_v2, faceid_v2_weight, image=None,
                 clip_vision=None, open_clip=None, image_embeds=None, face_embeds=None, negative_image=None,
                 attn_mask=None) -> io.NodeOutput:
-        return io.NodeOutput(apply_to_model(
+        return cls._output(*apply_to_model(
             APPLY, model, ipadapter, weight, start_percent, end_percent, image=image, clip_vision=clip_vision,
             open_clip=open_clip, image_embeds=image_embeds, face_embeds=face_embeds, negative_image=negative_image,
             attn_mask=attn_mask, weight_type=weight_type, composition_weight=composition_weight, combine=combine,
             crop=crop, block_weights=block_weights, faceid_lora_strength=faceid_lora_strength, faceid_v2=faceid_v2,
             faceid_v2_weight=faceid_v2_weight))
+
+    @staticmethod
+    def _output(patched, note) -> io.NodeOutput:
+        return io.NodeOutput(patched, ui=with_note(None, note))
 
 
 class InfuseIPAdapterSimple(io.ComfyNode):
@@ -169,16 +174,17 @@ class InfuseIPAdapterSimple(io.ComfyNode):
                                             "needs face embeds, which this node has no input for.",
                               f"use {APPLY} (same inputs plus face_embeds) for FaceID files.",
                               input_name="ipadapter")
-        return io.NodeOutput(apply_to_model(APPLY_SIMPLE, model, ipadapter, weight, start_percent, end_percent,
-                                            image=image, clip_vision=clip_vision, image_embeds=image_embeds,
-                                            attn_mask=attn_mask))
+        patched, _ = apply_to_model(APPLY_SIMPLE, model, ipadapter, weight, start_percent, end_percent, image=image,
+                                    clip_vision=clip_vision, image_embeds=image_embeds, attn_mask=attn_mask)
+        return io.NodeOutput(patched)
 
 
 def apply_to_model(node, model, ipadapter, weight, start_percent, end_percent, image=None, clip_vision=None,
                    open_clip=None, image_embeds=None, face_embeds=None, negative_image=None, attn_mask=None,
                    weight_type="linear", composition_weight=1.0, combine="concat", crop="crop", block_weights="",
                    faceid_lora_strength=1.0, faceid_v2=True, faceid_v2_weight=1.0):
-    """A clone of `model` with the adapter applied: every check that needs no image encoder runs first."""
+    """A clone of `model` with the adapter applied, and what to tell the user (faces passed through without a face)
+    or None. Every check that needs no image encoder runs first."""
     family = model_family(model, node)
     sites = model_sites(model, node)
     check_family(model, ipadapter, node, sites)
@@ -187,6 +193,17 @@ def apply_to_model(node, model, ipadapter, weight, start_percent, end_percent, i
                           "connect an image and a CLIP vision model, or image_embeds.", input_name="image")
     check_percent_range(node, start_percent, end_percent)
     site_weights = schedule.site_weights(sites, family, weight_type, weight, composition_weight, block_weights, node)
+    note = None
+    if ipadapter.uses_face and face_embeds is not None and face_embeds.missing:   # Face Analysis passed some through
+        note = no_face_note(face_embeds, f"the IP-Adapter '{ipadapter.name}'")
+        found = face_embeds.found
+        face_embeds = face_embeds.present()
+        if face_embeds is None:
+            return model.clone(), note
+        if image is not None and image.shape[0] == len(found):               # FaceID-Plus: the faces' crops
+            image = image[found]
+        if image_embeds is not None and len(image_embeds) == len(found):
+            image_embeds = image_embeds.select(found)
     encoder = lambda: resolve_encoder(clip_vision, open_clip, node)
     embeds = _embeds(ipadapter, image, image_embeds, encoder, crop, "image")
     negative = _embeds(ipadapter, negative_image, None, encoder, crop, "negative_image")
@@ -202,4 +219,4 @@ def apply_to_model(node, model, ipadapter, weight, start_percent, end_percent, i
     apply_ipadapter(patched, ipadapter, cond, uncond, node, weight=1.0, site_weights=site_weights,
                     start_percent=start_percent, end_percent=end_percent, mask=attn_mask)
     apply_faceid_lora(patched, ipadapter, faceid_lora_strength, node)
-    return patched
+    return patched, note

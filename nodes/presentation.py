@@ -50,3 +50,26 @@ def with_progress(items: Iterable[T]) -> Iterator[T]:
     for item in items:
         yield item
         bar.update(1)
+
+
+def no_face_note(faces, what: str) -> str | None:
+    """What an identity node says when some (or all) of its face entries had no face (Face Analysis with
+    no_face = pass_through); None when every entry has a face."""
+    missing = faces.missing
+    if not missing:
+        return None
+    numbers = ", ".join(str(i + 1) for i in missing)
+    if len(missing) == len(faces):
+        return f"No face in any input image ({numbers}): {what} is off (weight 0) for this run."
+    return f"No face in image(s) {numbers}: {what} uses the other {len(faces) - len(missing)} face(s)."
+
+
+def with_note(ui_output, note: str | None):
+    """An on-node ui output with a text line added (also logged), or the ui output as it is."""
+    if note is None:
+        return ui_output
+    import logging
+
+    logging.warning("[Infuse] %s", note)
+    shown = ui_output.as_dict() if ui_output is not None else {}
+    return {**shown, "text": [note]}

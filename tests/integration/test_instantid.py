@@ -149,3 +149,26 @@ def test_instantid_node_refuses_a_reversed_range(tiny, parts):
     model, instantid, _, _, faces = parts
     with pytest.raises(InfuseError, match="Infuse InstantID Adapter, input 'start_percent'"):
         InfuseInstantIDAdapter.execute(model, instantid, faces, "average", 0.0, 0.8, 0.9, 0.1)
+
+
+def test_faces_passed_through_without_a_face_are_left_out_and_none_at_all_turns_instantid_off(tiny, parts):
+    from comfyui_infuse.nodes.instantid_nodes import InfuseIdentityNet, InfuseInstantIDAdapter
+
+    model, instantid, _, control, faces = parts
+    two = FaceEmbeds.from_raw("antelopev2", torch.cat([faces.embedding, torch.zeros(1, 512)]))
+    two.kps, two.image_hw = torch.cat([faces.kps, torch.zeros(1, 5, 2)]), torch.full((2, 2), 64.0)
+    two.found = torch.tensor([True, False])
+    one = two.select(torch.tensor([True, False]))
+    adapter = lambda fe: InfuseInstantIDAdapter.execute(model, instantid, fe, "concat", 0.0, 0.8, 0.0, 1.0)
+    partial = adapter(two)
+    (c,) = hooks.contributions(partial.args[0].model_options)
+    (c_one,) = hooks.contributions(adapter(one).args[0].model_options)
+    assert torch.equal(c.tokens[0], c_one.tokens[0])
+    assert partial.ui["text"] == ["No face in image(s) 2: the face adapter uses the other 1 face(s)."]
+
+    nobody = two.select(torch.tensor([False, True]))
+    off = adapter(nobody)
+    assert off.args[0] is model and "is off (weight 0)" in off.ui["text"][0]
+    pos, neg = conditioning(tiny, 1), conditioning(tiny, 2)
+    net = InfuseIdentityNet.execute(pos, neg, control, instantid, nobody, "average", 0.0, 0.8, 0.0, 1.0)
+    assert net.args[0] is pos and net.args[1] is neg and "IdentityNet is off" in net.ui["text"][0]
