@@ -18,6 +18,10 @@ MODEL_FOLDERS: dict[str, set[str]] = {
     "pulid": _WEIGHTS,
 }
 
+# made under ComfyUI's models/ at start-up when missing, so users see where files go (insightface packs sit one
+# level down, in models/insightface/models/<name>/)
+CREATED_FOLDERS = ("ipadapter", "instantid", os.path.join("insightface", "models"), "photomaker", "pulid")
+
 
 def register_model_folders() -> None:
     """Add models/<name> for each folder, keeping paths that extra_model_paths.yaml registered first."""
@@ -31,6 +35,17 @@ def register_model_folders() -> None:
             folder_paths.folder_names_and_paths[name] = (paths, set(known) | extensions)
         else:
             folder_paths.folder_names_and_paths[name] = ([default], set(extensions))
+    create_model_folders()
+
+
+def create_model_folders() -> None:
+    """Make the pack's default folders under models/ if they are missing. Never fails: a read-only or odd
+    models/ only means the folders are not made (the loaders then name the folders they searched)."""
+    for name in CREATED_FOLDERS:
+        try:
+            os.makedirs(os.path.join(folder_paths.models_dir, name), exist_ok=True)
+        except OSError:
+            pass
 
 
 def find_model_file(folder: str, filename: str, node: str, input_name: str) -> str:

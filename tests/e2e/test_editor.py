@@ -1,7 +1,9 @@
 """Every shipped UI workflow opened in ComfyUI's real graph editor (the frontend package ComfyUI serves), in
 headless Chromium: listed as this pack's template, loaded the way the template browser loads it, with no
-missing node, no dialog, no console error, its links and widget values intact, and every Infuse node
-carrying the inputs /object_info declares. A screenshot of each lands in the test's tmp_path."""
+missing node, no dialog, no console error, its links and widget values intact, every Infuse node carrying the
+inputs /object_info declares, and opened at a zoom where the editor draws nodes readable (its default settings:
+below LiteGraph.Canvas.MinFontSizeForLOD nodes are blank grey boxes) with every node on a 1920x1080 page's canvas.
+A screenshot of each lands in the test's tmp_path."""
 import json
 import os
 import shutil
@@ -75,6 +77,8 @@ def test_every_shipped_workflow_opens_in_the_graph_editor(editor_browser, server
     # the frontend's own start-up noise is not this pack's business; anything naming the pack is
     startup = console_errors(results["startup"]["console"]) + results["startup"]["dialogs"]
     assert not [e for e in startup if "infuse" in e.lower()], startup
+    # the editor's defaults decide how a workflow is drawn: the run sets no drawing setting
+    assert "LiteGraph.Canvas.MinFontSizeForLOD" not in results["settings"], results["settings"]
     object_info = server.get("/object_info")
     problems = {}
     for name in WORKFLOWS:
@@ -82,6 +86,9 @@ def test_every_shipped_workflow_opens_in_the_graph_editor(editor_browser, server
         opened = results["workflows"][name]
         if opened.get("screenshot"):
             print(f"editor screenshot of {name}: {opened['screenshot']}")
+        if opened.get("view"):
+            print(f"{name} opens at zoom {opened['view']['scale']:.2f} (low quality below "
+                  f"{opened['view']['lowQualityBelow'] or 0:.2f}: {opened['view']['lowQuality']})")
         problems[name] = workflow_problems(name, workflow, opened, object_info)
     thumbnails = sorted({m["url"].rsplit("/", 1)[-1] for entry in results["workflows"].values()
                          for m in entry["console"] if is_thumbnail(m["url"])})

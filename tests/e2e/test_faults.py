@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from support import faults_files as bad
-from support.workflow_edits import add, edit, ipadapter_from_embeds_file
+from support.workflow_edits import add, edit, ipadapter_encoding_inline, ipadapter_from_embeds_file
 from support.server import execution_error
 from test_server import shipped_workflow
 
@@ -112,7 +112,8 @@ def fault_files(server, model_dirs, tmp_path_factory):
 
 
 # --- workflows ----------------------------------------------------------------------------------------
-# ip_adapter.json: 1 checkpoint, 2 CLIP vision, 3 LoadImage, 4 IP-Adapter loader, 5 Infuse IP-Adapter, 9 KSampler
+# ip_adapter.json: 1 checkpoint, 2 CLIP vision, 3 LoadImage, 4 IP-Adapter loader, 5 Infuse IP-Adapter, 9 KSampler,
+# 12 Infuse Encode Image
 # instantid.json: 2 LoadImage, 3 Face Analysis, 4 InstantID loader, 5 ControlNet loader, 8 Infuse InstantID
 def ipa(embeds: str = "image_embeds", **inputs) -> dict:
     """The IP-Adapter workflow fed by image embeds from a file (no image encoder runs)."""
@@ -121,7 +122,7 @@ def ipa(embeds: str = "image_embeds", **inputs) -> dict:
 
 def ipa_encoding(**inputs) -> dict:
     """The IP-Adapter workflow encoding its image with a small open-clip tower and an adapter made for it."""
-    wf = shipped_workflow("ip_adapter", **dict({"ipadapter_file": VIT_B_ADAPTER}, **inputs))
+    wf = ipadapter_encoding_inline(shipped_workflow("ip_adapter", **dict({"ipadapter_file": VIT_B_ADAPTER}, **inputs)))
     add(wf, "2", "InfuseLoadOpenClip", architecture="ViT-B-32", clip_name=VIT_B32)
     return edit(wf, "5", drop=("clip_vision",), open_clip=["2", 0])
 

@@ -44,3 +44,34 @@ def test_sd15_adapter_on_an_unsupported_model_is_refused(server):
     assert error["node_type"] == "InfuseIPAdapter"
     assert "Infuse IP-Adapter, input 'model': the model is a SD20 model" in error["exception_message"]
     assert server.alive()
+
+
+def cached_nodes(entry: dict) -> set[str]:
+    """The nodes ComfyUI took from its cache instead of running (the execution_cached message of the history)."""
+    return {node for kind, data in entry["status"]["messages"] if kind == "execution_cached" for node in data["nodes"]}
+
+
+@pytest.mark.parametrize("name", ["ip_adapter", "ipadapter_instantid"])
+def test_a_new_weight_reuses_the_encoded_reference(server, name):
+    """The reference image is encoded by Infuse Encode Image in front of the IP-Adapter: a new weight re-runs the
+    adapter and the sampler, while the CLIP vision encoding (~20 s for a ViT-H on a CPU) comes from the cache."""
+    wf = shipped_workflow(name)
+    encoder = next((k for k, n in wf.items() if n["class_type"] == "InfuseEncodeImage"), None)
+    adapter = next(k for k, n in wf.items() if n["class_type"] == "InfuseIPAdapter")
+    assert encoder and wf[adapter]["inputs"].get("image_embeds") == [encoder, 0], \
+        f"{name}: the IP-Adapter encodes its reference itself, again on every change of its inputs"
+    first = server.run(wf)
+    assert first["status"]["status_str"] == "success", first["status"]
+    wf[adapter]["inputs"]["weight"] = 0.55
+    again = server.run(wf)
+    assert again["status"]["status_str"] == "success", again["status"]
+    cached = cached_nodes(again)
+    assert encoder in cached and adapter not in cached, cached
+
+
+def test_encoding_in_front_gives_the_image_the_adapter_gives_encoding_itself(server):
+    from support.workflow_edits import ipadapter_encoding_inline
+
+    shipped = saved(server, server.run(shipped_workflow("ip_adapter")))
+    inline = saved(server, server.run(ipadapter_encoding_inline(shipped_workflow("ip_adapter"))))
+    assert shipped == inline

@@ -11,11 +11,12 @@ const cfg = JSON.parse(await fs.readFile(process.argv[2], "utf8"));
 const timeout = cfg.timeoutMs ?? 60000;
 const serverHost = new URL(cfg.url).host;
 
-// A fresh user would get the template browser as a welcome dialog over the canvas; zoomed out to fit a
-// workflow, the canvas would hide every label (low-quality rendering) and the screenshots would say little.
+// A fresh user would get the template browser as a welcome dialog over the canvas. Every other setting stays
+// at the editor's default: the low-quality zoom threshold (LiteGraph.Canvas.MinFontSizeForLOD) included, so the
+// zoom a workflow opens at is the one a user gets, and a workflow that opens as grey boxes shows as such.
 const settings = await fetch(`${cfg.url}/api/settings`, {
   method: "POST",
-  body: JSON.stringify({ "Comfy.TutorialCompleted": true, "LiteGraph.Canvas.MinFontSizeForLOD": 0 }),
+  body: JSON.stringify({ "Comfy.TutorialCompleted": true }),
 });
 if (!settings.ok) throw new Error(`POST /api/settings: HTTP ${settings.status}`);
 
@@ -29,7 +30,7 @@ const browser = await chromium.launch({
 });
 const results = { startup: { console: [] }, workflows: {} };
 try {
-  const page = await browser.newPage({ viewport: { width: 1920, height: 1200 } });
+  const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
   page.setDefaultTimeout(timeout);
   // The frontend asks outside hosts for news and registry data: refused at once, so nothing waits on them.
   await page.route("**/*", (route) =>
@@ -59,8 +60,8 @@ try {
     try {
       await closeDialogs(page);
       entry.missing = await openFromTemplateBrowser(page, cfg.pack, name);
-      Object.assign(entry, await page.evaluate(describeGraph));
       await page.waitForTimeout(500);   // a missing-node dialog or a toast opens a little after the load resolves
+      Object.assign(entry, await page.evaluate(describeGraph));
       entry.dialogs = await page.locator(".p-dialog:visible").allInnerTexts();
       entry.toasts = await page.locator(".p-toast-message:visible").allInnerTexts();
       entry.screenshot = path.join(cfg.outDir, `${name}.png`);
@@ -69,6 +70,8 @@ try {
       entry.error = String(err.stack || err);
     }
   }
+  // what the user's settings hold after the run (the editor's defaults apply to everything not in it)
+  results.settings = await (await fetch(`${cfg.url}/api/settings`)).json();
 } finally {
   await fs.writeFile(path.join(cfg.outDir, "results.json"), JSON.stringify(results, null, 1));
   await browser.close();
@@ -95,20 +98,49 @@ async function openFromTemplateBrowser(page, pack, name) {
 
 // Runs in the page: the graph as the editor holds it.
 function describeGraph() {
+  // what the editor draws over the canvas near its edges: the minimap and the zoom buttons
+  function overlayRects() {
+    return [...document.querySelectorAll(".minimap-main-container, .p-buttongroup-vertical")]
+      .map((el) => ({ what: String(el.className).split(" ")[0], rect: el.getBoundingClientRect() }))
+      .filter(({ rect }) => rect.width > 0 && rect.height > 0)
+      .map(({ what, rect }) => ({ what, rect: [rect.left, rect.top, rect.width, rect.height] }));
+  }
   const { app, LiteGraph } = window;
   const plain = (v) => (v === undefined || typeof v === "function" ? null : v);
+  const canvas = app.canvas;
+  const rect = canvas.canvas.getBoundingClientRect();
   return {
     activeWorkflow: app.extensionManager.workflow.activeWorkflow?.filename ?? null,
+    // the view the load left: zoom, whether the canvas draws nodes as blank boxes at it, and where on the page
+    // (CSS pixels) the canvas and each node are
+    view: {
+      scale: canvas.ds.scale,
+      offset: Array.from(canvas.ds.offset),
+      lowQuality: canvas.low_quality,
+      minFontSizeForLOD: canvas.min_font_size_for_lod,
+      lowQualityBelow: canvas._lowQualityZoomThreshold ?? null,
+      devicePixelRatio: window.devicePixelRatio,
+      canvasRect: [rect.left, rect.top, rect.width, rect.height],
+      overlays: overlayRects(),
+    },
     links: app.graph.serialize().links,
     nodes: app.graph.nodes.map((n) => ({
       id: n.id,
       type: n.type,
+      // title bar included; page pixels
+      screenRect: (() => {
+        const [x, y, w, h] = n.boundingRect;
+        const [sx, sy] = canvas.ds.convertOffsetToCanvas([x, y]);
+        return [rect.left + sx, rect.top + sy, w * canvas.ds.scale, h * canvas.ds.scale];
+      })(),
+      pos: Array.from(n.pos),
+      size: Array.from(n.size),
       registered: n.type in LiteGraph.registered_node_types,
       hasErrors: !!n.has_errors,
       inputs: (n.inputs ?? []).map((i) => ({ name: i.name, type: i.type, link: i.link, widget: i.widget?.name ?? null })),
       outputs: (n.outputs ?? []).map((o) => ({ name: o.name, type: o.type })),
       widgets: (n.widgets ?? []).map((w) => ({
-        name: w.name, type: w.type, value: plain(w.value),
+        name: w.name, type: w.type, value: plain(w.value), serialize: w.serialize !== false,
         min: plain(w.options?.min), max: plain(w.options?.max),
         values: Array.isArray(w.options?.values) ? w.options.values : null,
       })),
@@ -116,3 +148,4 @@ function describeGraph() {
     })),
   };
 }
+
