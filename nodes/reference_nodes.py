@@ -7,6 +7,7 @@ from ..mechanisms.sites import model_sites
 from .presentation import APPLY_MODEL_TOOLTIP, patched_model_tooltip, schedule_inputs
 
 NODE = "Infuse Reference Only"
+MIN_LATENT = 8          # 64 px: a smaller reference breaks the UNet's deepest blocks (GroupNorm over one value)
 
 
 class InfuseReferenceOnly(io.ComfyNode):
@@ -51,6 +52,12 @@ class InfuseReferenceOnly(io.ComfyNode):
             raise InfuseError(NODE, f"the reference latent has shape {tuple(samples.shape)}; this model's latents "
                                     f"have {channels} channels.",
                               "encode the reference image with this model's VAE (VAE Encode).", input_name="reference")
+        if min(samples.shape[-2:]) < MIN_LATENT:
+            h, w = samples.shape[-2:]
+            raise InfuseError(NODE, f"the reference latent is {w}x{h} ({w * 8}x{h * 8} px); the model's pass on it "
+                                    f"needs at least {MIN_LATENT}x{MIN_LATENT} ({MIN_LATENT * 8}x{MIN_LATENT * 8} px).",
+                              f"use a reference image of at least {MIN_LATENT * 8}x{MIN_LATENT * 8} pixels (upscale "
+                              "it first, e.g. Upscale Image).", input_name="reference")
         patched = model.clone()
         latent = model.model.process_latent_in(samples[:1].float())
         contribution = ReferenceAttention(NODE, mode, latent, attn1_projections(patched, sites), weight=weight,

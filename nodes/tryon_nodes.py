@@ -11,7 +11,7 @@ from ..mechanisms.tryon import (apply_tryon, check_garment_unet, check_tryon_mod
 from ..mechanisms.sites import discover_sites
 from ..mechanisms.tryon_models import load_garment_unet, load_tryon_unet
 from .folders import find_model_file
-from .presentation import preview_images
+from .presentation import preview_images, with_note
 from .types import GarmentUNetType
 
 LOAD = "Infuse Load IDM-VTON"
@@ -108,10 +108,11 @@ class InfuseTryOn(io.ComfyNode):
                 io.Conditioning.Input("positive", tooltip="The prompt, e.g. 'model is wearing a red t-shirt'."),
                 io.Conditioning.Input("negative", tooltip="The negative prompt, e.g. 'monochrome, lowres, bad "
                                                           "anatomy, worst quality, low quality'."),
-                io.Image.Input("person", tooltip="The person photo (first image of a batch). It sets the output size "
-                                                 "(the reference uses 768x1024), cropped to a multiple of 8 px."),
-                io.Image.Input("garment", tooltip="The garment photo; it is resized to the person's size, as in the "
-                                                  "reference pipeline."),
+                io.Image.Input("person", tooltip="The person photo (the first image of a batch). It sets the output "
+                                                 "size (the reference uses 768x1024), cropped to a multiple of 8 px."),
+                io.Image.Input("garment", tooltip="The garment photo (the first image of a batch: one garment per "
+                                                  "run, queue more runs for more); resized to the person's size, as "
+                                                  "in the reference pipeline."),
                 io.Mask.Input("mask", tooltip="White where the garment goes; the person image's size exactly (e.g. "
                                               "Infuse Try-On Mask, or a segmentation node on the same image)."),
                 io.Image.Input("pose", tooltip="DensePose image of the person (a DensePose preprocessor node); same "
@@ -146,6 +147,9 @@ class InfuseTryOn(io.ComfyNode):
                 garment_description, garment_weight, image_prompt_weight, cache_every) -> io.NodeOutput:
         adapter = check_tryon_model(model, APPLY)
         check_garment_unet(model, garment_unet, APPLY)
+        extra = [f"{name}: {len(images)} images, the first is used" for name, images in
+                 (("person", person), ("garment", garment)) if len(images) > 1]
+        note = f"One person and one garment per run ({'; '.join(extra)})." if extra else None
         person = as_rgb(person, APPLY, "person")[:1]
         hw = (person.shape[1], person.shape[2])
         mask = latent_grid_crop(person_mask(mask, hw, APPLY))
@@ -173,4 +177,4 @@ class InfuseTryOn(io.ComfyNode):
                     garment_weight=garment_weight, ip_weight=image_prompt_weight, cache_every=cache_every)
         latent = {"samples": torch.zeros(1, 4, person.shape[1] // 8, person.shape[2] // 8)}
         return io.NodeOutput(patched, with_concat(positive, concat), with_concat(negative, concat), latent,
-                             ui=preview_images(cls, masked_person(person, mask)))
+                             ui=with_note(preview_images(cls, masked_person(person, mask)), note))

@@ -134,3 +134,14 @@ def test_separate_reference_unet_on_the_clean_latent(tiny):
     assert c_other.passes == 2 and not torch.equal(a, b)
     site = model_sites(model, NODE)[0].key
     assert not torch.allclose(c_same.features[site], c_other.features[site])
+
+
+def test_a_reference_too_small_for_the_unet_is_named_before_sampling(tiny):
+    from comfyui_infuse.mechanisms.errors import InfuseError
+    from comfyui_infuse.nodes.reference_nodes import InfuseReferenceOnly
+
+    model = tiny.build_model("tiny_sd15")
+    with pytest.raises(InfuseError, match=r"Infuse Reference Only, input 'reference': the reference latent is 1x1 "
+                                          r"\(8x8 px\).*at least 8x8 \(64x64 px\)"):
+        InfuseReferenceOnly.execute(model, {"samples": torch.zeros(1, 4, 1, 1)}, "concat", 1.0, 0.0, 1.0, 1, 0)
+    InfuseReferenceOnly.execute(model, {"samples": torch.zeros(1, 4, 8, 8)}, "concat", 1.0, 0.0, 1.0, 1, 0)

@@ -174,3 +174,15 @@ def test_tryon_composes_with_self_attention_guidance(env, tryon_alone, order):
     assert effect > 0.1 and (_tryon_with(env, 0.0, order) - exact).abs().max() < 1e-2 * effect
     guided = _tryon_with(env, 0.8, order)
     assert torch.isfinite(guided).all() and not torch.allclose(guided, exact, atol=1e-3)
+
+
+def test_a_batch_of_garments_or_persons_uses_the_first_and_says_so(env):
+    person, garment = images(), images(80, 80, 1)
+    single = InfuseTryOn.execute(env["model"], env["garment"], env["vae"], env["clip"], env["clip_vision"], env["pos"],
+                                 env["neg"], person, garment, box(person), images(seed=2), "a red t-shirt", 1.0, 1.0, 1)
+    assert "text" not in single.ui.as_dict()
+    batched = InfuseTryOn.execute(env["model"], env["garment"], env["vae"], env["clip"], env["clip_vision"],
+                                  env["pos"], env["neg"], person, torch.cat([garment, images(80, 80, 7)]), box(person),
+                                  images(seed=2), "a red t-shirt", 1.0, 1.0, 1)
+    assert batched.ui["text"] == ["One person and one garment per run (garment: 2 images, the first is used)."]
+    assert torch.equal(sample(*batched.args), sample(*single.args))
