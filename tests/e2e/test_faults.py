@@ -132,6 +132,21 @@ def ipa_with_mask(width: int, height: int) -> dict:
     return edit(wf, "5", attn_mask=["21", 0])
 
 
+def simple_ipa(**inputs) -> dict:
+    """ipa() with Infuse IP-Adapter (simple) in place of the advanced node 5."""
+    wf = ipa(**inputs)
+    kept = ("model", "ipadapter", "image_embeds", "weight", "start_percent", "end_percent")
+    wf["5"] = {"class_type": "InfuseIPAdapterSimple", "inputs": {k: wf["5"]["inputs"][k] for k in kept}}
+    return wf
+
+
+def reference_of_size(px: int) -> dict:
+    """reference_only.json with the reference image scaled to px x px before VAE Encode (node 3)."""
+    wf = add(shipped_workflow("reference_only"), "20", "ImageScale", image=["2", 0], upscale_method="nearest-exact",
+             width=px, height=px, crop="disabled")
+    return edit(wf, "3", pixels=["20", 0])
+
+
 def rgba_tensor(wf: dict, image_node: str, consumer: str) -> dict:
     """A 4-channel IMAGE (Join Image with Alpha), not just an RGBA file that LoadImage turns into RGB."""
     add(wf, "22", "JoinImageWithAlpha", image=[image_node, 0], alpha=[image_node, 1])
@@ -254,6 +269,10 @@ PACK_FAULTS = [
               APPLY, "open_clip", "pooled embeds 512 wide, but 'ip-adapter_sd15.safetensors'"),
     PackFault("image_embeds_of_another_encoder", lambda: ipa("vit_l_embeds"), APPLY, "image_embeds",
               "pooled embeds 768 wide"),
+    PackFault("faceid_file_on_the_simple_node", lambda: simple_ipa(ipadapter_file=FACEID_ADAPTER),
+              "Infuse IP-Adapter (simple)", "ipadapter", "is a FaceID adapter"),
+    PackFault("reference_smaller_than_the_unet_takes", lambda: reference_of_size(8), "Infuse Reference Only",
+              "reference", "the reference latent is 1x1 (8x8 px)"),
     PackFault("faceid_adapter_without_face_embeds", lambda: ipa(ipadapter_file=FACEID_ADAPTER), APPLY,
               "face_embeds", "needs face embeddings"),
     PackFault("encode_image_without_encoder", encode_without_encoder, "Infuse Encode Image (CLIP)", "clip_vision",

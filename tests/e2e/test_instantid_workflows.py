@@ -52,3 +52,16 @@ def test_instantid_on_sd15_is_refused(server):
     error = execution_error(server.run(wf))
     assert error["node_type"] == "InfuseInstantID"
     assert "InstantID needs an SDXL model" in error["exception_message"]
+
+
+def test_a_photo_without_a_face_passed_through_leaves_the_image_as_without_instantid(server):
+    wf = shipped_workflow("instantid", image="no_face.png")
+    wf[node_of(wf, "InfuseFaceAnalysis")]["inputs"]["no_face"] = "pass_through"
+    save, rid = node_of(wf, "SaveImage"), node_of(wf, "InfuseInstantID")
+    entry = server.run(wf)
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    assert entry["outputs"][rid]["text"] == ["No face in any input image (1): InstantID is off (weight 0) for this "
+                                             "run."]
+    plain = shipped_workflow("instantid")
+    plain[node_of(plain, "KSampler")]["inputs"].update(model=["1", 0], positive=["6", 0], negative=["7", 0])
+    assert saved(server, entry, save) == saved(server, server.run(plain), save)
