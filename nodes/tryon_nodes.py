@@ -19,13 +19,40 @@ APPLY = "Infuse Try-On"
 MASK = "Infuse Try-On Mask"
 UNET_FOLDER = "diffusion_models"
 MIN_SIZE = 32
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"
 DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def _split(path: str) -> tuple[str, str]:
+    folder, _, name = path.replace("\\", "/").rpartition("/")
+    return folder, name
+
+
+def unet_choices() -> list[str]:
+    """What the loader lists: a diffusers UNet folder by its folder ('IDM-VTON/unet', short enough to read on the
+    node), any other weight file in diffusion_models by its path."""
+    choices = []
+    for path in folder_paths.get_filename_list(UNET_FOLDER):
+        folder, name = _split(path)
+        choice = folder if folder and name.startswith(DIFFUSERS_WEIGHTS) else path
+        if choice not in choices:
+            choices.append(choice)
+    return choices
+
+
+def unet_file(choice: str, input_name: str) -> str:
+    """The weight file behind a choice: a folder's diffusers weights (plain before fp16, first shard), or the file
+    itself (saved workflows name 'IDM-VTON/unet/diffusion_pytorch_model.safetensors')."""
+    in_folder = sorted((p for p in folder_paths.get_filename_list(UNET_FOLDER)
+                        if _split(p)[0] == choice and _split(p)[1].startswith(DIFFUSERS_WEIGHTS)),
+                       key=lambda p: (".fp16" in p, p))
+    return find_model_file(UNET_FOLDER, in_folder[0] if in_folder else choice, LOAD, input_name)
 
 
 class InfuseLoadIDMVTON(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        files = folder_paths.get_filename_list(UNET_FOLDER)
+        files = unet_choices()
         return io.Schema(
             node_id="InfuseLoadIDMVTON", display_name=LOAD, category="infuse/load",
             description="Loads IDM-VTON's try-on UNet (unet/, 13 input channels, with its image prompt) and garment "
@@ -33,11 +60,11 @@ class InfuseLoadIDMVTON(io.ComfyNode):
                         "release folder in models/diffusion_models and pick the two weight files.",
             inputs=[
                 io.Combo.Input("tryon_unet", options=files,
-                               tooltip="IDM-VTON's unet/diffusion_pytorch_model.safetensors (config.json beside it; a "
-                                       "sharded checkpoint: pick any shard)."),
+                               tooltip="IDM-VTON's unet folder (diffusion_pytorch_model.safetensors with config.json, "
+                                       "fp16 or sharded weights too), listed as e.g. IDM-VTON/unet."),
                 io.Combo.Input("garment_unet", options=files,
-                               tooltip="The garment UNet, which reads the garment photo: IDM-VTON's "
-                                       "unet_encoder/diffusion_pytorch_model.safetensors (config.json beside it)."),
+                               tooltip="The garment UNet, which reads the garment photo: IDM-VTON's unet_encoder "
+                                       "folder, listed as e.g. IDM-VTON/unet_encoder."),
                 io.Combo.Input("weight_dtype", options=list(DTYPES), default="default",
                                tooltip="Precision of both UNets in memory. default = what ComfyUI picks for your GPU "
                                        "(fp16 on most); fp32 doubles the memory."),
@@ -49,11 +76,16 @@ class InfuseLoadIDMVTON(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, tryon_unet, garment_unet):
+        """Folder choices and the file paths saved workflows hold are both valid; a missing one is named by
+        execute with every folder searched."""
+        return True
+
+    @classmethod
     def execute(cls, tryon_unet, garment_unet, weight_dtype) -> io.NodeOutput:
         dtype = DTYPES.get(weight_dtype)
-        model, _ = load_tryon_unet(find_model_file(UNET_FOLDER, tryon_unet, LOAD, "tryon_unet"), LOAD, dtype=dtype)
-        garment = load_garment_unet(find_model_file(UNET_FOLDER, garment_unet, LOAD, "garment_unet"), LOAD,
-                                    dtype=dtype)
+        model, _ = load_tryon_unet(unet_file(tryon_unet, "tryon_unet"), LOAD, dtype=dtype)
+        garment = load_garment_unet(unet_file(garment_unet, "garment_unet"), LOAD, dtype=dtype)
         check_garment_unet(model, garment, LOAD)
         return io.NodeOutput(model, garment)
 

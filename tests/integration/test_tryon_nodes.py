@@ -186,3 +186,19 @@ def test_a_batch_of_garments_or_persons_uses_the_first_and_says_so(env):
                                   images(seed=2), "a red t-shirt", 1.0, 1.0, 1)
     assert batched.ui["text"] == ["One person and one garment per run (garment: 2 images, the first is used)."]
     assert torch.equal(sample(*batched.args), sample(*single.args))
+
+
+def test_the_loader_lists_release_folders_by_their_short_names_and_still_takes_saved_file_paths(env):
+    from comfyui_infuse.nodes.tryon_nodes import unet_choices
+
+    choices = unet_choices()
+    assert {"IDM-VTON/unet", "IDM-VTON/unet_encoder", "IDM-VTON-9ch/unet"} <= set(choices)
+    assert not [c for c in choices if c.endswith("diffusion_pytorch_model.safetensors")]
+    by_folder = InfuseLoadIDMVTON.execute("IDM-VTON/unet", "IDM-VTON/unet_encoder", "fp32").args
+    for a, b in zip(by_folder, (env["model"], env["garment"])):
+        sa, sb = a.model.state_dict(), b.model.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert InfuseLoadIDMVTON.validate_inputs("IDM-VTON/unet/diffusion_pytorch_model.safetensors",
+                                             "IDM-VTON/unet_encoder") is True
+    with pytest.raises(InfuseError, match="input 'garment_unet': model file 'IDM-VTON/nothing' was not found"):
+        InfuseLoadIDMVTON.execute("IDM-VTON/unet", "IDM-VTON/nothing", "fp32")
