@@ -1,0 +1,251 @@
+"""The DiT-block surface of the one dispatcher: Flux double / single blocks through patches_replace["dit"].
+
+ComfyUI's Flux (comfy/ldm/flux/model.py) calls a replace patch at ("double_block", i) / ("single_block", i) as
+`patch({"img", "txt", "vec", "pe", "attn_mask", "transformer_options"}, {"original_block": f})` and takes
+`out["img"]` (and `out["txt"]` in double blocks); single blocks get `img = cat(txt, img)`. Infuse installs one
+`BlockDispatcher` per block and runs every registered `BlockContribution`:
+
+    img_out = base(args)["img"] + sum_i  weight_i * site_weight_i * mask_i * block_delta_i(...)
+
+on the image tokens only (in single blocks the slice after the text tokens; text tokens stay bit-identical).
+Base is the original block, or a "dit" patch another pack installed at that key first (kept and called with
+the same args). A patch another pack installs at the key *after* Infuse replaces the dispatcher there, as
+ComfyUI's replace semantics say: Infuse's contributions then stop at that block (at the others they go on).
+
+The Gate (weight, per-site weight, sigma range, CFG branch, mask) is hooks.Contribution's: a contribution whose
+gate is zero at a block is never computed there. Schedules are bound once per run by hooks' OUTER_SAMPLE
+wrapper, which finds contributions in the same registry as the attention dispatcher's. Masks are resized to
+the token grid the DIFFUSION_MODEL wrapper records once per model call (dit_call.record_layout).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+
+from ... import hooks
+from ...errors import InfuseError
+from ...schedule import current_sigma, mask_to_tokens
+from ...sites import comfy_model_type
+from .dit_call import LAYOUT_KEY, BlockCall, BlockState, record_layout, split_tokens
+
+DIT = "dit"
+BLOCK_KINDS = ("double_block", "single_block")
+LAYOUT_WRAPPER_KEY = "infuse.dit.layout"
+BlockKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class BlockSite:
+    kind: str            # "double_block" | "single_block"
+    index: int
+    hidden_size: int
+    heads: int
+
+    @property
+    def key(self) -> BlockKey:
+        return (self.kind, self.index)
+
+    @property
+    def path(self) -> str:
+        return f"{self.kind}s.{self.index}"
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.index}"
+
+
+def discover_blocks(diffusion_model) -> list[BlockSite]:
+    """Every block of a Flux-style DiT, double blocks then single blocks: the order Flux adapter files number
+    them in (XLabs' / InstantX's IP-Adapters, PuLID-Flux)."""
+    return [BlockSite(kind, i, b.hidden_size, b.num_heads)
+            for kind, blocks in (("double_block", diffusion_model.double_blocks),
+                                 ("single_block", diffusion_model.single_blocks))
+            for i, b in enumerate(blocks)]
+
+
+def block_sites(model, node: str) -> list[BlockSite]:
+    """The DiT blocks of a ModelPatcher holding a Flux model; anything else is an error naming the node."""
+    from comfy.ldm.flux.model import Flux
+
+    diffusion_model = getattr(getattr(model, "model", None), "diffusion_model", None)
+    if not isinstance(diffusion_model, Flux):
+        raise InfuseError(node, f"the model is a {comfy_model_type(model)} model; this node patches the DiT blocks "
+                                "of Flux models only.",
+                          "connect a Flux model (Load Diffusion Model, or a Flux checkpoint) to this node.",
+                          input_name="model")
+    return discover_blocks(diffusion_model)
+
+
+class BlockContribution(hooks.Contribution):
+    """One mechanism's change to DiT blocks; subclasses implement `block_delta`.
+
+    `block_delta(block_input, block_output, call)` returns the unweighted addition to the image tokens,
+    `[rows, N_img, D]`, for the rows it is given (`call.chunks` says cond / uncond). Both dicts hold "img" and
+    "txt" apart in either block kind; `call.image_query()` and friends compute inner values lazily.
+    """
+
+    kind = DIT
+
+    def block_delta(self, block_input: dict, block_output: dict, call: BlockCall) -> torch.Tensor:
+        raise NotImplementedError
+
+    def delta(self, q, k, v, call):
+        raise TypeError("a BlockContribution acts on DiT blocks (block_delta), not on attention sites")
+
+    def token_mask(self, call: BlockCall, like: torch.Tensor) -> torch.Tensor:
+        """The mask on the image tokens, [rows, N_img, 1]; image tokens beyond the latent's grid (reference
+        latents appended by Kontext-style conditioning) are outside every mask."""
+        key = (call.n_img, call.latent_hw, call.chunk_size, len(call.chunks), like.device, like.dtype)
+        cached = self._token_masks.get(key)
+        if cached is None:
+            grid = call.grid_hw
+            tokens = mask_to_tokens(self.mask, grid[0] * grid[1], grid)            # [Bm, h*w, 1]
+            extra = call.n_img - tokens.shape[1]
+            if extra > 0:
+                tokens = torch.cat([tokens, tokens.new_zeros(tokens.shape[0], extra, 1)], dim=1)
+            per_chunk = torch.arange(call.chunk_size) % tokens.shape[0]
+            cached = tokens[per_chunk.repeat(len(call.chunks))].to(like.device, like.dtype)
+            self._token_masks[key] = cached
+        return cached
+
+
+def _rows_of(picked: list[int], chunk: int, device):
+    if len(picked) == 1:
+        return slice(picked[0] * chunk, (picked[0] + 1) * chunk)
+    return torch.cat([torch.arange(i * chunk, (i + 1) * chunk) for i in picked]).to(device)
+
+
+def _is_dispatcher(patch) -> bool:
+    return getattr(patch, "_infuse_block_dispatcher", False) is True
+
+
+class BlockDispatcher:
+    """The Infuse replace patch at one DiT block. Immutable: adding a contribution builds a new one."""
+
+    _infuse_block_dispatcher = True   # recognised across module reloads, where isinstance would fail
+
+    def __init__(self, site: BlockKey, base=None, contributions: tuple[BlockContribution, ...] = ()):
+        self.site = tuple(site)
+        self.base = base                  # a "dit" patch another pack installed here first, or None
+        self.contributions = tuple(contributions)
+
+    def with_contribution(self, contribution: BlockContribution) -> "BlockDispatcher":
+        return BlockDispatcher(self.site, self.base, self.contributions + (contribution,))
+
+    def with_base(self, base) -> "BlockDispatcher":
+        return BlockDispatcher(self.site, base, self.contributions)
+
+    def _run_base(self, args: dict, extra: dict) -> dict:
+        if self.base is not None:
+            return self.base(args, extra)
+        return extra["original_block"](args)
+
+    def _plan(self, options: dict, cond_or_uncond: list) -> list[tuple[BlockContribution, float, list[int]]]:
+        """The contributions active in this call: (contribution, weight here, chunks it applies to)."""
+        plan, sigma = [], None
+        for c in self.contributions:
+            weight = c.weight_at(self.site)
+            if weight == 0.0:
+                continue
+            if not c.schedule.is_full:
+                if sigma is None:
+                    sigma = current_sigma(options)
+                if sigma is not None and not c.schedule.contains(sigma):
+                    continue
+            picked = [i for i, cu in enumerate(cond_or_uncond) if c.apply_to.accepts(cu)]
+            if picked:
+                plan.append((c, weight, picked))
+        return plan
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        options = args.get("transformer_options") or {}
+        cond_or_uncond = options.get("cond_or_uncond") or [0]
+        plan = self._plan(options, cond_or_uncond) if self.contributions else ()
+        if not plan:
+            return self._run_base(args, extra)
+        layout = options.get(LAYOUT_KEY)
+        if layout is None:
+            raise RuntimeError("Infuse's DiT dispatcher ran without its DIFFUSION_MODEL wrapper (token layout); "
+                               "install contributions with add_block_contribution")
+        kind, index = self.site
+        n_txt = args["txt"].shape[1] if kind == "double_block" else layout.n_txt
+        before = split_tokens(args, kind, n_txt, snapshot=True)
+        out = self._run_base(args, extra)
+        after = split_tokens(out, kind, n_txt, snapshot=False)
+        state = BlockState(kind, index, layout, before, after)
+
+        result = out["img"].clone()
+        img = result if kind == "double_block" else result[:, n_txt:]
+        chunk = img.shape[0] // len(cond_or_uncond)
+        for c, weight, picked in plan:
+            rows = None if len(picked) == len(cond_or_uncond) else _rows_of(picked, chunk, img.device)
+            call = BlockCall(state, rows, tuple(cond_or_uncond[i] for i in picked), chunk)
+            d = c.block_delta(call.input, call.output, call)
+            if c.mask is not None:
+                d = d * c.token_mask(call, d)
+            d = d.to(img.dtype)
+            if rows is None:
+                img.add_(d, alpha=weight)
+            elif isinstance(rows, slice):
+                img[rows].add_(d, alpha=weight)
+            else:
+                img.index_add_(0, rows, d, alpha=weight)
+        return {**out, "img": result}
+
+    # --- ComfyUI's patch protocol ----------------------------------------------------------------------
+    def __deepcopy__(self, memo):
+        import copy
+
+        if self.base is None:
+            return self
+        return self.with_base(copy.deepcopy(self.base, memo))
+
+    def to(self, device_or_dtype):
+        for c in self.contributions:
+            c.to(device_or_dtype)
+        base = self.base
+        if base is not None and hasattr(base, "to"):
+            base = base.to(device_or_dtype)
+        return self if base is self.base else self.with_base(base)
+
+
+def install(model, sites: Iterable[BlockSite], contribution: BlockContribution | None = None) -> None:
+    """Put (or extend) the Infuse dispatcher at each block of `model`, a ModelPatcher the caller cloned."""
+    import comfy.patcher_extension
+
+    sites = list(sites)
+    if contribution is not None:
+        contribution.site_keys = contribution.site_keys | {s.key for s in sites}
+        options = model.model_options["transformer_options"]
+        registered = options.get(hooks.REGISTRY_KEY, hooks.Registered())
+        if not any(c is contribution for c in registered):
+            options[hooks.REGISTRY_KEY] = hooks.Registered(registered + (contribution,))
+    for site in sites:
+        current = model.model_options["transformer_options"].get("patches_replace", {}).get(DIT, {}).get(site.key)
+        if _is_dispatcher(current):
+            new = current.with_contribution(contribution) if contribution is not None else current
+        else:
+            new = BlockDispatcher(site.key, current, (contribution,) if contribution is not None else ())
+        model.set_model_patch_replace(new, DIT, *site.key)
+    outer = comfy.patcher_extension.WrappersMP.OUTER_SAMPLE
+    if not model.get_wrappers(outer, hooks.RUN_WRAPPER_KEY):          # binds schedules once per run
+        model.add_wrapper_with_key(outer, hooks.RUN_WRAPPER_KEY, hooks._prepare_run)
+    per_call = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
+    if not model.get_wrappers(per_call, LAYOUT_WRAPPER_KEY):
+        model.add_wrapper_with_key(per_call, LAYOUT_WRAPPER_KEY, record_layout)
+
+
+def add_block_contribution(model, contribution: BlockContribution, sites: Iterable[BlockSite] | None = None) -> None:
+    """Register a contribution at `sites` (default: every block) of a cloned ModelPatcher holding a Flux model."""
+    all_sites = block_sites(model, contribution.node)
+    install(model, all_sites if sites is None else sites, contribution)
+    extra = contribution.models()
+    if extra:   # ComfyUI loads these with the model before sampling (device placement, offload, dtype)
+        key = hooks.ADDITIONAL_MODELS_KEY
+        model.set_additional_models(key, model.get_additional_models_with_key(key) + extra)
+
+
+def dispatchers(model_options: dict) -> list[BlockDispatcher]:
+    replace = model_options.get("transformer_options", {}).get("patches_replace", {})
+    return [p for p in replace.get(DIT, {}).values() if _is_dispatcher(p)]

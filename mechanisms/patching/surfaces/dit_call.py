@@ -1,0 +1,150 @@
+"""What a DiT-block contribution sees of one block call: the block's inputs and output split into text and
+image tokens, and values from inside the block (the image query after QK-norm, before RoPE, ...) computed
+from the block's own modules, once per block call, only when a contribution asks for them.
+
+Flux (comfy/ldm/flux/model.py) runs double blocks on separate `img` / `txt` streams and single blocks on
+`img = cat(txt, img)`; here both kinds look the same: `{"img": [B, N_img, D], "txt": [B, T, D], "vec", "pe",
+"attn_mask", "transformer_options"}`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+LAYOUT_KEY = "infuse.dit.layout"
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Recorded once per model call (a DIFFUSION_MODEL wrapper) into a call-local transformer_options."""
+    diffusion_model: torch.nn.Module
+    latent_hw: tuple[int, int]   # the latent being denoised
+    grid_hw: tuple[int, int]     # its token grid: latent patches, ceil(h / patch) x ceil(w / patch), row-major
+    n_txt: int                   # text tokens in front of the image tokens in single blocks
+
+    @property
+    def n_grid(self) -> int:
+        return self.grid_hw[0] * self.grid_hw[1]
+
+
+def record_layout(executor, x, timestep, context, *args, **kwargs):
+    """DIFFUSION_MODEL wrapper of Flux.forward(x, timestep, context, y, guidance, ref_latents, control,
+    transformer_options): hands the blocks a copy of transformer_options holding the token layout."""
+    model = executor.class_obj
+    p = model.patch_size
+    h, w = x.shape[-2:]
+    layout = TokenLayout(model, (h, w), (-(-h // p), -(-w // p)), context.shape[1])
+    if "transformer_options" in kwargs:
+        kwargs["transformer_options"] = {**kwargs["transformer_options"], LAYOUT_KEY: layout}
+    elif len(args) >= 5:
+        args = args[:4] + ({**args[4], LAYOUT_KEY: layout},) + args[5:]
+    return executor(x, timestep, context, *args, **kwargs)
+
+
+def _take(t, rows, batch: int):
+    if rows is None or not isinstance(t, torch.Tensor) or t.ndim == 0 or t.shape[0] != batch or batch == 1:
+        return t
+    return t[rows]
+
+
+def split_tokens(stream: dict, kind: str, n_txt: int, snapshot: bool) -> dict:
+    """A block's args / output with image and text tokens apart. `snapshot` copies the tensor the block updates
+    in place (txt in double blocks, the joint stream in single blocks), so inputs survive the block call."""
+    out = dict(stream)
+    if kind == "double_block":
+        if snapshot:
+            out["txt"] = stream["txt"].clone()
+    else:
+        joint = stream["img"].clone() if snapshot else stream["img"]
+        out["txt"], out["img"] = joint[:, :n_txt], joint[:, n_txt:]
+    return out
+
+
+class BlockState:
+    """One call of one block, shared by every contribution active there."""
+
+    def __init__(self, kind: str, index: int, layout: TokenLayout, before: dict, after: dict):
+        self.kind, self.index, self.layout = kind, index, layout
+        self.before, self.after = before, after
+        self._qkv = None
+
+    @property
+    def block(self) -> torch.nn.Module:
+        blocks = self.layout.diffusion_model.double_blocks if self.kind == "double_block" \
+            else self.layout.diffusion_model.single_blocks
+        return blocks[self.index]
+
+    def image_qkv(self):
+        """q, k, v of the image tokens, [B, heads, N_img, head_dim], q and k after QK-norm, before RoPE: the
+        block's own modules and math (comfy/ldm/flux/layers.py)."""
+        if self._qkv is None:
+            from comfy.ldm.flux.layers import apply_mod
+
+            b, x, vec = self.block, self.before["img"], self.before["vec"]
+            if self.kind == "double_block":
+                mod, _ = b.img_mod(vec)
+                qkv = b.img_attn.qkv(apply_mod(b.img_norm1(x), 1 + mod.scale, mod.shift))
+                norm = b.img_attn.norm
+            else:
+                mod, _ = b.modulation(vec)
+                qkv = b.linear1(apply_mod(b.pre_norm(x), 1 + mod.scale, mod.shift))[..., :3 * b.hidden_size]
+                norm = b.norm
+            q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, b.num_heads, -1).permute(2, 0, 3, 1, 4)
+            q, k = norm.query_norm(q).to(v), norm.key_norm(k).to(v)     # QKNorm.forward, RoPE comes later
+            self._qkv = (q, k, v)
+        return self._qkv
+
+
+class BlockCall:
+    """What a contribution learns about the block call it is part of, for the rows it is given."""
+
+    def __init__(self, state: BlockState, rows, chunks: tuple[int, ...], chunk_size: int):
+        self.state = state
+        self.rows = rows                  # None (every row), a slice or an index tensor into the batch
+        self.chunks = chunks              # cond (0) / uncond (1) of each chunk of rows passed to block_delta
+        self.chunk_size = chunk_size
+
+    @cached_property
+    def input(self) -> dict:
+        batch = self.state.after["img"].shape[0]
+        return {k: _take(v, self.rows, batch) for k, v in self.state.before.items()}
+
+    @cached_property
+    def output(self) -> dict:
+        batch = self.state.after["img"].shape[0]
+        return {k: _take(v, self.rows, batch) for k, v in self.state.after.items()}
+
+    @property
+    def site(self) -> tuple[str, int]:
+        return (self.state.kind, self.state.index)
+
+    @property
+    def block(self) -> torch.nn.Module:
+        return self.state.block
+
+    @property
+    def transformer_options(self) -> dict:
+        return self.state.before.get("transformer_options") or {}
+
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        return self.state.layout.latent_hw
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        return self.state.layout.grid_hw
+
+    @property
+    def n_img(self) -> int:
+        return self.state.after["img"].shape[1]
+
+    def image_qkv(self):
+        q, k, v = self.state.image_qkv()
+        return tuple(_take(t, self.rows, t.shape[0]) for t in (q, k, v))
+
+    def image_query(self) -> torch.Tensor:
+        """The image tokens' attention query of this block, [rows, heads, N_img, head_dim], after QK-norm and
+        before RoPE; computed once per block call, shared by every contribution there."""
+        return self.image_qkv()[0]

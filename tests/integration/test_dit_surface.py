@@ -1,0 +1,221 @@
+"""The DiT-block surface of the dispatcher on a tiny Flux, sampled with ComfyUI's own samplers."""
+import pytest
+import torch
+
+from comfyui_infuse.mechanisms import hooks
+from comfyui_infuse.mechanisms.errors import InfuseError
+from comfyui_infuse.mechanisms.patching.surfaces import dit
+
+T = 8   # text tokens of the test conditioning
+
+
+class Constant(dit.BlockContribution):
+    """Adds `value` to every image token; records where and when it ran."""
+
+    def __init__(self, value=2.0, **kw):
+        super().__init__("Test Block", **kw)
+        self.value = value
+        self.calls = []
+
+    def block_delta(self, block_input, block_output, call):
+        assert block_output["img"].shape[1] == call.n_img and block_input["txt"].shape[1] == T
+        self.calls.append((call.site, call.chunks, float(call.transformer_options["sigmas"][0])))
+        return torch.full_like(block_output["img"], self.value)
+
+
+class Query(dit.BlockContribution):
+    """Adds nothing; keeps the lazily computed image query."""
+
+    def __init__(self, **kw):
+        super().__init__("Test Query", **kw)
+        self.queries = []
+
+    def block_delta(self, block_input, block_output, call):
+        self.queries.append(call.image_query())
+        return torch.zeros_like(block_output["img"])
+
+
+class Recorder:
+    """A foreign "dit" patch: runs the block, records its joint stream cat(txt, img) in and out."""
+
+    def __init__(self):
+        self.inputs, self.outputs, self.cond_or_uncond = [], [], []
+
+    @staticmethod
+    def joint(stream):
+        return torch.cat([stream["txt"], stream["img"]], 1) if "txt" in stream else stream["img"].clone()
+
+    def __call__(self, args, extra):
+        self.inputs.append(self.joint(args))
+        self.cond_or_uncond.append(list(args["transformer_options"]["cond_or_uncond"]))
+        out = extra["original_block"](args)
+        self.outputs.append(self.joint(out))
+        return out
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+@pytest.fixture(scope="module")
+def flux():
+    from support import tiny_flux
+
+    model = tiny_flux.build_model(seed=1)
+    pos, neg = tiny_flux.conditioning(2, tokens=T), tiny_flux.conditioning(3, tokens=T)
+    return model, (lambda m, **kw: tiny_flux.sample(m, pos, neg, **kw))
+
+
+def site(model, key):
+    return [s for s in dit.block_sites(model, "test") if s.key == key]
+
+
+def probed(model, key, contribution):
+    """A clone with a recorder as the foreign base at `key`, the contribution there, a recorder at the next block."""
+    keys = [s.key for s in dit.block_sites(model, "test")]
+    nxt = keys[keys.index(key) + 1]
+    m = model.clone()
+    base, after = Recorder(), Recorder()
+    m.set_model_patch_replace(base, "dit", *key)
+    m.set_model_patch_replace(after, "dit", *nxt)
+    dit.add_block_contribution(m, contribution, site(m, key))
+    return m, base, after
+
+
+def test_sites_are_double_then_single_blocks(flux):
+    model, _ = flux
+    keys = [s.key for s in dit.block_sites(model, "test")]
+    assert keys == [("double_block", 0), ("double_block", 1), ("single_block", 0), ("single_block", 1)]
+
+
+def test_zero_weight_is_bit_identical_and_never_computed(flux):
+    model, run = flux
+    plain = run(model)
+    m = model.clone()
+    c = Constant(weight=0.0)
+    dit.add_block_contribution(m, c)
+    assert len(dit.dispatchers(m.model_options)) == 4
+    assert torch.equal(run(m), plain)
+    assert not c.calls
+
+
+@pytest.mark.parametrize("key", [("double_block", 1), ("single_block", 0)])
+def test_constant_delta_lands_on_image_tokens_only_and_foreign_base_is_kept(flux, key):
+    model, run = flux
+    c = Constant(value=2.0, weight=0.5)
+    m, base, after = probed(model, key, c)
+    run(m)
+    assert len(base.outputs) == len(after.inputs) == len(c.calls) > 0     # the foreign base ran every call
+    for out, nxt in zip(base.outputs, after.inputs):
+        assert torch.equal(nxt[:, :T], out[:, :T])                          # text tokens bit-identical
+        assert torch.equal(nxt[:, T:], out[:, T:] + 1.0)                    # 0.5 * 2.0 on every image token
+    assert all(call[0] == key for call in c.calls)
+
+
+@pytest.mark.parametrize("key", [("double_block", 1), ("single_block", 0)])
+def test_mask_maps_to_the_flux_token_grid(flux, key):
+    model, run = flux
+    mask = torch.zeros(1, 48, 64)
+    mask[:, :, :32] = 1.0                                                   # left half of a 64x48 image
+    m, base, after = probed(model, key, Constant(value=2.0, weight=0.5, mask=mask))
+    run(m, latent_hw=(6, 8))                                                # token grid 3 x 4
+    for out, nxt in zip(base.outputs, after.inputs):
+        assert torch.equal(nxt[:, :T], out[:, :T])
+        grid_in, grid_out = (t[:, T:].reshape(t.shape[0], 3, 4, -1) for t in (nxt, out))
+        assert torch.equal(grid_in[:, :, :2], grid_out[:, :, :2] + 1.0)    # left half: 0.5 * 2.0
+        assert torch.equal(grid_in[:, :, 2:], grid_out[:, :, 2:])          # right half untouched
+
+
+def test_sigma_range_gates_the_contribution(flux):
+    model, run = flux
+    c = Constant(start_percent=0.5, end_percent=1.0)
+    m, base, after = probed(model, ("double_block", 0), c)
+    run(m, steps=4)
+    sigmas = [s for _, _, s in c.calls]
+    assert 0 < len(c.calls) < len(base.outputs)
+    assert all(s >= c.schedule.sigma_end for s in sigmas)
+    changed = [not torch.equal(o, n) for o, n in zip(base.outputs, after.inputs)]
+    assert sum(changed) == len(c.calls)
+
+
+def test_cond_only_changes_only_cond_rows(flux):
+    model, run = flux
+    c = Constant(value=2.0, weight=0.5, apply_to="cond")
+    m, base, after = probed(model, ("single_block", 0), c)
+    run(m)
+    assert c.calls and all(chunks == (0,) for _, chunks, _ in c.calls)
+    for out, nxt, cu in zip(base.outputs, after.inputs, base.cond_or_uncond):
+        chunk = out.shape[0] // len(cu)
+        assert len(cu) == 2
+        for j, branch in enumerate(cu):
+            rows = slice(j * chunk, (j + 1) * chunk)
+            expected = out[rows, T:] + 1.0 if branch == 0 else out[rows, T:]
+            assert torch.equal(nxt[rows, T:], expected)
+            assert torch.equal(nxt[rows, :T], out[rows, :T])
+
+
+def test_foreign_patch_installed_after_replaces_the_dispatcher_there(flux):
+    """ComfyUI's replace semantics: the later patch wins its key; Infuse's contribution stops there only."""
+    model, run = flux
+    m = model.clone()
+    c = Constant()
+    dit.add_block_contribution(m, c)
+    later = Recorder()
+    m.set_model_patch_replace(later, "dit", "double_block", 1)
+    run(m)
+    assert later.outputs
+    ran = {s for s, _, _ in c.calls}
+    assert ("double_block", 1) not in ran and ran == {("double_block", 0), ("single_block", 0), ("single_block", 1)}
+
+
+def test_clones_share_contributions_and_tensors_and_input_model_is_untouched(flux):
+    model, run = flux
+    options_before = {k: dict(v) if isinstance(v, dict) else v for k, v in model.model_options.items()}
+    wrappers_before = {k: dict(v) for k, v in model.wrappers.items()}
+    m = model.clone()
+    m.set_model_patch_replace(Recorder(), "dit", "double_block", 0)      # a foreign base is deep-copied
+    c = Constant()
+    c.tensor = torch.randn(3, 4)
+    dit.add_block_contribution(m, c)
+    clone = m.clone()
+    mine, theirs = dit.dispatchers(m.model_options), dit.dispatchers(clone.model_options)
+    assert len(mine) == len(theirs) == 4
+    for a, b in zip(mine, theirs):
+        assert a.contributions[0] is b.contributions[0] is c
+    assert theirs[0].contributions[0].tensor is c.tensor
+    assert hooks.contributions(clone.model_options)[0] is c
+    run(clone)
+    assert model.model_options["transformer_options"] == options_before["transformer_options"]
+    assert "dit" not in model.model_options["transformer_options"].get("patches_replace", {})
+    assert {k: dict(v) for k, v in model.wrappers.items()} == wrappers_before
+
+
+@pytest.mark.parametrize("kind", ["double_block", "single_block"])
+def test_image_query_is_the_blocks_own_q_computed_once(flux, kind):
+    model, run = flux
+    m = model.clone()
+    first, second = Query(), Query()
+    keys = [s for s in dit.block_sites(m, "test") if s.kind == kind]
+    dit.add_block_contribution(m, first, keys)
+    dit.add_block_contribution(m, second, keys)
+    seen = []
+    blocks = getattr(m.model.diffusion_model, kind + "s")
+    norms = [b.img_attn.norm if kind == "double_block" else b.norm for b in blocks]
+    handles = [n.register_forward_hook(lambda mod, inp, out: seen.append(out[0].clone())) for n in norms]
+    try:
+        run(m)
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(seen) == len(first.queries) == len(second.queries) > 0     # the block's own call, nothing more
+    for own, q, q2 in zip(seen, first.queries, second.queries):
+        assert q2 is q
+        own = own if kind == "double_block" else own[:, :, T:]
+        assert q.shape == own.shape
+        torch.testing.assert_close(q, own, atol=1e-6, rtol=0)
+
+
+def test_unet_model_is_refused_naming_the_node_and_the_model(tiny):
+    model = tiny.build_model("tiny_sd15", seed=0).clone()
+    with pytest.raises(InfuseError) as e:
+        dit.add_block_contribution(model, Constant())
+    assert "Test Block" in str(e.value) and "SD15" in str(e.value) and e.value.input_name == "model"
