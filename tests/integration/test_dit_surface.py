@@ -112,16 +112,38 @@ def test_constant_delta_lands_on_image_tokens_only_and_foreign_base_is_kept(flux
 
 
 @pytest.mark.parametrize("key", [("double_block", 1), ("single_block", 0)])
-def test_mask_maps_to_the_flux_token_grid(flux, key):
+def test_constant_delta_on_the_original_block(flux, key):
+    """No foreign base: the first model call (same inputs either way) gets exactly the delta on image tokens."""
     model, run = flux
-    mask = torch.zeros(1, 48, 64)
-    mask[:, :, :32] = 1.0                                                   # left half of a 64x48 image
+    keys = [s.key for s in dit.block_sites(model, "test")]
+    nxt = keys[keys.index(key) + 1]
+    seen = {}
+    for name, contribution in (("plain", None), ("patched", Constant(value=2.0, weight=0.5))):
+        m = model.clone()
+        seen[name] = Recorder()
+        m.set_model_patch_replace(seen[name], "dit", *nxt)
+        if contribution is not None:
+            dit.add_block_contribution(m, contribution, site(m, key))
+        run(m)
+    plain, patched = seen["plain"].inputs[0], seen["patched"].inputs[0]
+    assert torch.equal(patched[:, :T], plain[:, :T])
+    assert torch.equal(patched[:, T:], plain[:, T:] + 1.0)
+
+
+@pytest.mark.parametrize("key, latent_hw", [(("double_block", 1), (6, 8)), (("single_block", 0), (6, 8)),
+                                           (("single_block", 0), (5, 7))])
+def test_mask_maps_to_the_flux_token_grid(flux, key, latent_hw):
+    model, run = flux
+    h, w = latent_hw[0] * 8, latent_hw[1] * 8
+    mask = torch.zeros(1, h, w)
+    mask[:, :, :w // 2] = 1.0                                               # left half of the image
     m, base, after = probed(model, key, Constant(value=2.0, weight=0.5, mask=mask))
-    run(m, latent_hw=(6, 8))                                                # token grid 3 x 4
+    run(m, latent_hw=latent_hw)                                             # token grid 3 x 4: 2x2 patches, rounded up
     for out, nxt in zip(base.outputs, after.inputs):
         assert torch.equal(nxt[:, :T], out[:, :T])
         grid_in, grid_out = (t[:, T:].reshape(t.shape[0], 3, 4, -1) for t in (nxt, out))
-        assert torch.equal(grid_in[:, :, :2], grid_out[:, :, :2] + 1.0)    # left half: 0.5 * 2.0
+        # left half: 0.5 * 2.0 (the resized mask is 1 within float rounding when the grid does not divide the image)
+        torch.testing.assert_close(grid_in[:, :, :2], grid_out[:, :, :2] + 1.0, atol=1e-5, rtol=0)
         assert torch.equal(grid_in[:, :, 2:], grid_out[:, :, 2:])          # right half untouched
 
 
@@ -137,15 +159,20 @@ def test_sigma_range_gates_the_contribution(flux):
     assert sum(changed) == len(c.calls)
 
 
-def test_cond_only_changes_only_cond_rows(flux):
-    model, run = flux
+@pytest.mark.parametrize("positives", [1, 2])
+def test_cond_only_changes_only_cond_rows(flux, positives):
+    """Two positive entries batch as three chunks: the cond rows are then not one slice (index_add)."""
+    from support import tiny_flux
+
+    model, _ = flux
     c = Constant(value=2.0, weight=0.5, apply_to="cond")
     m, base, after = probed(model, ("single_block", 0), c)
-    run(m)
-    assert c.calls and all(chunks == (0,) for _, chunks, _ in c.calls)
+    pos = sum((tiny_flux.conditioning(10 + i, tokens=T) for i in range(positives)), [])
+    tiny_flux.sample(m, pos, tiny_flux.conditioning(3, tokens=T))
+    assert c.calls and all(chunks == (0,) * positives for _, chunks, _ in c.calls)
     for out, nxt, cu in zip(base.outputs, after.inputs, base.cond_or_uncond):
         chunk = out.shape[0] // len(cu)
-        assert len(cu) == 2
+        assert len(cu) == positives + 1
         for j, branch in enumerate(cu):
             rows = slice(j * chunk, (j + 1) * chunk)
             expected = out[rows, T:] + 1.0 if branch == 0 else out[rows, T:]

@@ -99,8 +99,10 @@ class BlockContribution(hooks.Contribution):
         key = (call.n_img, call.latent_hw, call.chunk_size, len(call.chunks), like.device, like.dtype)
         cached = self._token_masks.get(key)
         if cached is None:
+            mode = getattr(self, "mask_mode", None)       # hooks' mask modes, where the Contribution has them
             grid = call.grid_hw
-            tokens = mask_to_tokens(self.mask, grid[0] * grid[1], grid)            # [Bm, h*w, 1]
+            tokens = mask_to_tokens(self.mask, grid[0] * grid[1], call.latent_hw,   # [Bm, h*w, 1]
+                                    *((mode,) if mode else ()))
             extra = call.n_img - tokens.shape[1]
             if extra > 0:
                 tokens = torch.cat([tokens, tokens.new_zeros(tokens.shape[0], extra, 1)], dim=1)
@@ -175,16 +177,21 @@ class BlockDispatcher:
         after = split_tokens(out, kind, n_txt, snapshot=False)
         state = BlockState(kind, index, layout, before, after)
 
-        result = out["img"].clone()
-        img = result if kind == "double_block" else result[:, n_txt:]
-        chunk = img.shape[0] // len(cond_or_uncond)
+        chunk = out["img"].shape[0] // len(cond_or_uncond)
+        deltas = []                       # all computed before any is added: each sees the base output
         for c, weight, picked in plan:
-            rows = None if len(picked) == len(cond_or_uncond) else _rows_of(picked, chunk, img.device)
+            rows = None if len(picked) == len(cond_or_uncond) else _rows_of(picked, chunk, out["img"].device)
             call = BlockCall(state, rows, tuple(cond_or_uncond[i] for i in picked), chunk)
             d = c.block_delta(call.input, call.output, call)
             if c.mask is not None:
                 d = d * c.token_mask(call, d)
-            d = d.to(img.dtype)
+            deltas.append((d.to(out["img"].dtype), weight, rows))
+
+        # The original block's output is its own fresh tensor (ComfyUI adds ControlNet residuals to it in place
+        # too); a foreign base's output is copied first, it may keep it.
+        result = out["img"] if self.base is None else out["img"].clone()
+        img = result if kind == "double_block" else result[:, n_txt:]
+        for d, weight, rows in deltas:
             if rows is None:
                 img.add_(d, alpha=weight)
             elif isinstance(rows, slice):
@@ -203,7 +210,8 @@ class BlockDispatcher:
 
     def to(self, device_or_dtype):
         for c in self.contributions:
-            c.to(device_or_dtype)
+            if hasattr(c, "to"):
+                c.to(device_or_dtype)
         base = self.base
         if base is not None and hasattr(base, "to"):
             base = base.to(device_or_dtype)
