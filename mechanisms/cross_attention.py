@@ -62,13 +62,6 @@ class DecoupledCrossAttention(Contribution):
         k_i, v_i = self._rows_kv(call, q)
         return base_attention(q, k_i, v_i, call.extra_options)
 
-    def to(self, device_or_dtype):
-        super().to(device_or_dtype)
-        if isinstance(device_or_dtype, (torch.device, str)):
-            device = torch.device(device_or_dtype)
-            self._kv = {k: v for k, v in self._kv.items() if k[-2] == device}
-        return self
-
 
 def site_kv_weights(kv_by_number: dict[int, tuple[torch.Tensor, torch.Tensor]], sites: list[Site], node: str,
                     what: str) -> dict[SiteKey, tuple[torch.Tensor, torch.Tensor]]:

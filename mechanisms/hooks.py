@@ -34,7 +34,8 @@ from typing import Iterable
 import torch
 
 from .errors import InfuseError
-from .schedule import ApplyTo, SigmaRange, check_mask_aspect, current_sigma, mask_to_tokens, normalize_mask
+from .schedule import (MASK_MODES, ApplyTo, SigmaRange, check_mask_aspect, current_sigma, mask_to_tokens,
+                       normalize_mask)
 from .sites import Site, SiteKey, model_sites
 
 ATTENTION_KINDS = ("attn1", "attn2")
@@ -80,7 +81,7 @@ class Contribution:
 
     def __init__(self, node: str, weight: float = 1.0, start_percent: float = 0.0, end_percent: float = 1.0,
                  apply_to: ApplyTo | str = ApplyTo.BOTH, mask: torch.Tensor | None = None,
-                 site_weights: dict[SiteKey, float] | None = None):
+                 site_weights: dict[SiteKey, float] | None = None, mask_mode: str = "reference"):
         self.node = node
         self.weight = float(weight)
         if not 0.0 <= start_percent <= end_percent <= 1.0:
@@ -90,6 +91,10 @@ class Contribution:
         self.schedule = SigmaRange(start_percent, end_percent)
         self.apply_to = ApplyTo(apply_to)
         self.mask = normalize_mask(mask, node) if mask is not None else None
+        if mask_mode not in MASK_MODES:
+            raise InfuseError(node, f"mask_mode must be one of {MASK_MODES}, got '{mask_mode}'.",
+                              "pick reference (as the published pipelines) or soft.", input_name="mask_mode")
+        self.mask_mode = mask_mode
         self.site_weights = dict(site_weights or {})
         self.site_keys: frozenset[SiteKey] = frozenset()   # where it is registered (set by `install`)
         self._token_masks: dict[tuple, torch.Tensor] = {}
@@ -115,17 +120,16 @@ class Contribution:
         key = (n_tokens, call.latent_hw, call.chunk_size, len(call.chunks), like.device, like.dtype)
         cached = self._token_masks.get(key)
         if cached is None:
-            tokens = mask_to_tokens(self.mask, n_tokens, call.latent_hw)        # [Bm, N, 1]
+            tokens = mask_to_tokens(self.mask, n_tokens, call.latent_hw, self.mask_mode)     # [Bm, N, 1]
             per_chunk = torch.arange(call.chunk_size) % tokens.shape[0]          # batch entry -> mask entry
             cached = tokens[per_chunk.repeat(len(call.chunks))].to(like.device, like.dtype)
             self._token_masks[key] = cached
         return cached
 
     def to(self, device_or_dtype):
-        """ComfyUI moves patches with the model; working copies are made lazily on the device in use."""
-        if isinstance(device_or_dtype, (torch.device, str)):
-            device = torch.device(device_or_dtype)
-            self._token_masks = {k: v for k, v in self._token_masks.items() if k[4] == device}
+        """ComfyUI calls this on every patch of a model it loads, offloads or frees, clones included, and clones
+        share contributions: nothing is dropped or rebuilt here. Working copies are keyed by device and made on
+        first use there, once per contribution."""
         return self
 
     def models(self) -> list:
@@ -238,8 +242,6 @@ class SiteDispatcher:
         return self.with_base(copy.deepcopy(self.base, memo), self.base_outer)
 
     def to(self, device_or_dtype):
-        for c in self.contributions:
-            c.to(device_or_dtype)
         base = self.base
         if base is not None and hasattr(base, "to"):
             base = base.to(device_or_dtype)

@@ -73,10 +73,25 @@ def token_grid(n_tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
     raise ValueError(f"{n_tokens} tokens do not form a UNet level of a {latent_hw[0]}x{latent_hw[1]} latent")
 
 
-def mask_to_tokens(mask: torch.Tensor, n_tokens: int, latent_hw: tuple[int, int]) -> torch.Tensor:
-    """A [B, H, W] mask resized to a site's token grid, as [B, n_tokens, 1] to scale attention outputs."""
+MASK_MODES = ("reference", "soft")
+
+
+def mask_to_tokens(mask: torch.Tensor, n_tokens: int, latent_hw: tuple[int, int],
+                   mode: str = "reference") -> torch.Tensor:
+    """A [B, H, W] mask resized to a site's token grid, as [B, n_tokens, 1] to scale attention outputs.
+
+    reference: diffusers' IPAdapterMaskProcessor (the published pipelines): the mask resized to the image's size
+    (nearest), binarised at 0.5, then bicubic to the token grid. soft: grey levels kept, bilinear to the grid."""
     h, w = token_grid(n_tokens, latent_hw)
-    resized = F.interpolate(mask[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)
+    mask = mask[:, None].float()
+    if mode == "reference":
+        image_hw = (latent_hw[0] * 8, latent_hw[1] * 8)
+        binary = (F.interpolate(mask, size=image_hw) >= 0.5).float()
+        resized = F.interpolate(binary, size=(h, w), mode="bicubic")
+    elif mode == "soft":
+        resized = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
+    else:
+        raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}")
     return resized.reshape(mask.shape[0], h * w, 1)
 
 

@@ -5,6 +5,7 @@ from comfy_api.latest import io
 from ..extractors.clip_vision import CROP_MODES, encode
 from ..mechanisms import schedule
 from ..mechanisms.errors import InfuseError, check_percent_range
+from ..mechanisms.schedule import MASK_MODES
 from ..mechanisms.ipadapter import COMBINE, apply_faceid_lora, apply_ipadapter, check_family, image_tokens
 from ..mechanisms.ipadapter_file import load_ipadapter
 from ..mechanisms.sites import model_family, model_sites
@@ -116,6 +117,10 @@ class InfuseIPAdapter(io.ComfyNode):
                 io.Float.Input("faceid_v2_weight", default=1.0, min=0.0, max=3.0, step=0.01,
                                tooltip="Strength of the v2 shortcut, 0 to 3 (1 = reference): higher keeps the "
                                        "identity closer. FaceID-Plus v2 only."),
+                io.Combo.Input("mask_mode", options=list(MASK_MODES), default="reference", optional=True,
+                               tooltip="How attn_mask reaches each attention layer: reference = as the published "
+                                       "pipelines (black/white at 50 %, smooth resize; the same image as diffusers); "
+                                       "soft = grey levels kept as partial weights."),
             ],
             outputs=[io.Model.Output("model_out", display_name="model", tooltip=patched_model_tooltip("the IP-Adapter"))],
         )
@@ -124,13 +129,13 @@ class InfuseIPAdapter(io.ComfyNode):
     def execute(cls, model, ipadapter, weight, weight_type, composition_weight, start_percent, end_percent, combine,
                 crop, block_weights, faceid_lora_strength, faceid_v2, faceid_v2_weight, image=None,
                 clip_vision=None, open_clip=None, image_embeds=None, face_embeds=None, negative_image=None,
-                attn_mask=None) -> io.NodeOutput:
+                attn_mask=None, mask_mode="reference") -> io.NodeOutput:
         return cls._output(*apply_to_model(
             APPLY, model, ipadapter, weight, start_percent, end_percent, image=image, clip_vision=clip_vision,
             open_clip=open_clip, image_embeds=image_embeds, face_embeds=face_embeds, negative_image=negative_image,
             attn_mask=attn_mask, weight_type=weight_type, composition_weight=composition_weight, combine=combine,
             crop=crop, block_weights=block_weights, faceid_lora_strength=faceid_lora_strength, faceid_v2=faceid_v2,
-            faceid_v2_weight=faceid_v2_weight))
+            faceid_v2_weight=faceid_v2_weight, mask_mode=mask_mode))
 
     @staticmethod
     def _output(patched, note) -> io.NodeOutput:
@@ -182,7 +187,7 @@ class InfuseIPAdapterSimple(io.ComfyNode):
 def apply_to_model(node, model, ipadapter, weight, start_percent, end_percent, image=None, clip_vision=None,
                    open_clip=None, image_embeds=None, face_embeds=None, negative_image=None, attn_mask=None,
                    weight_type="linear", composition_weight=1.0, combine="concat", crop="crop", block_weights="",
-                   faceid_lora_strength=1.0, faceid_v2=True, faceid_v2_weight=1.0):
+                   faceid_lora_strength=1.0, faceid_v2=True, faceid_v2_weight=1.0, mask_mode="reference"):
     """A clone of `model` with the adapter applied, and what to tell the user (faces passed through without a face)
     or None. Every check that needs no image encoder runs first."""
     family = model_family(model, node)
@@ -217,6 +222,6 @@ def apply_to_model(node, model, ipadapter, weight, start_percent, end_percent, i
 
     patched = model.clone()
     apply_ipadapter(patched, ipadapter, cond, uncond, node, weight=1.0, site_weights=site_weights,
-                    start_percent=start_percent, end_percent=end_percent, mask=attn_mask)
+                    start_percent=start_percent, end_percent=end_percent, mask=attn_mask, mask_mode=mask_mode)
     apply_faceid_lora(patched, ipadapter, faceid_lora_strength, node)
     return patched, note

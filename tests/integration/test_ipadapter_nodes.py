@@ -106,6 +106,23 @@ def test_image_kv_is_computed_once_and_reused_across_steps(env, sd15):
     assert len(per_branch) == 2 * len(model_sites(model, "t"))            # one K/V per site and CFG branch
 
 
+def test_moving_or_freeing_a_clone_keeps_the_live_models_caches(env, sd15):
+    """ComfyUI calls to() on every patch of a model it loads, offloads or frees; clones share the contribution, so a
+    freed clone must not empty (or rebuild) the caches the live model uses, whatever the device or dtype."""
+    model, run = sd15
+    patched = apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder())
+    (c,) = hooks.contributions(patched.model_options)
+    run(patched, steps=1)
+    cached = dict(c._kv)
+    clone = patched.clone()
+    for target in (torch.device("cpu"), torch.device("meta"), torch.float16, torch.device("cpu")):
+        clone.model_patches_to(target)
+        patched.model_patches_to(target)
+    assert c._kv.keys() == cached.keys() and all(c._kv[k] is cached[k] for k in cached)
+    run(patched, steps=1)
+    assert all(c._kv[k] is cached[k] for k in cached)
+
+
 def test_style_transfer_touches_only_style_blocks(env, sd15):
     model, _ = sd15
     patched = apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder(),
@@ -263,3 +280,14 @@ def test_bad_schedule_range_names_node_and_input(env, sd15):
                                           "end_percent 0.2 is not a range"):
         apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder(), start_percent=0.8,
               end_percent=0.2)
+
+
+def test_mask_mode_reference_by_default_and_soft_on_request(env, sd15):
+    model, run = sd15
+    mask = torch.linspace(0, 1, 64).expand(1, 64, 64).clone()          # a grey ramp: the modes differ on it
+    args = dict(image_embeds=InfuseEncodeImage.execute(image(), "crop", open_clip=encoder()).args[0], attn_mask=mask)
+    reference = run(apply(model, load("sd15_base.safetensors"), **args))
+    assert torch.equal(run(apply(model, load("sd15_base.safetensors"), mask_mode="reference", **args)), reference)
+    assert not torch.equal(run(apply(model, load("sd15_base.safetensors"), mask_mode="soft", **args)), reference)
+    with pytest.raises(InfuseError, match="input 'mask_mode': mask_mode must be one of"):
+        apply(model, load("sd15_base.safetensors"), mask_mode="blurry", **args)

@@ -69,3 +69,22 @@ def test_apply_to_uses_comfy_cond_uncond_marks():
     assert ApplyTo.COND.accepts(0) and not ApplyTo.COND.accepts(1)
     assert ApplyTo.UNCOND.accepts(1) and not ApplyTo.UNCOND.accepts(0)
     assert ApplyTo("both").accepts(0) and ApplyTo.BOTH.accepts(1)
+
+
+@pytest.mark.parametrize("latent_hw", [(64, 64), (96, 64)])
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_reference_masks_are_diffusers_ip_adapter_masks(latent_hw, level):
+    """Binarised at 0.5 at the image's size, then bicubic to the token grid, as diffusers' IPAdapterMaskProcessor
+    (preprocess + downsample) does; a coarse random mask puts edges between token centres."""
+    from diffusers.image_processor import IPAdapterMaskProcessor
+
+    h, w = latent_hw
+    coarse = torch.rand(1, 1, h // 16 + 1, w // 16 + 1, generator=torch.Generator().manual_seed(level))
+    mask = torch.nn.functional.interpolate(coarse, size=(h * 2, w * 2), mode="bilinear")[:, 0]
+    n_tokens = (h >> level) * (w >> level)
+    processed = IPAdapterMaskProcessor().preprocess(mask[:, None], height=h * 8, width=w * 8)
+    expected = IPAdapterMaskProcessor.downsample(processed[:, 0], 1, n_tokens, 1)
+    ours = mask_to_tokens(mask, n_tokens, latent_hw)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+    soft = mask_to_tokens(mask, n_tokens, latent_hw, "soft")
+    assert (soft - expected).abs().max() > 0.05        # the old bilinear resize: another image at mask edges
