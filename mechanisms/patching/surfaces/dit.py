@@ -56,8 +56,8 @@ class BlockSite:
 
 
 def discover_blocks(diffusion_model) -> list[BlockSite]:
-    """Every block of a Flux-style DiT, double blocks then single blocks: the order Flux adapter files number
-    them in (XLabs' / InstantX's IP-Adapters, PuLID-Flux)."""
+    """Every block of a Flux-style DiT, double blocks then single blocks: diffusers' order (transformer_blocks,
+    then single_transformer_blocks), by which Flux adapter files index their per-block layers."""
     return [BlockSite(kind, i, b.hidden_size, b.num_heads)
             for kind, blocks in (("double_block", diffusion_model.double_blocks),
                                  ("single_block", diffusion_model.single_blocks))
@@ -209,9 +209,7 @@ class BlockDispatcher:
         return self.with_base(copy.deepcopy(self.base, memo))
 
     def to(self, device_or_dtype):
-        for c in self.contributions:
-            if hasattr(c, "to"):
-                c.to(device_or_dtype)
+        # Contributions are shared by clones: nothing of theirs moves here (token masks are cached per device).
         base = self.base
         if base is not None and hasattr(base, "to"):
             base = base.to(device_or_dtype)
