@@ -10,10 +10,8 @@ learned-bias-sized constant added to the image tokens, which also snapshots the 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
-import harness  # noqa: F401  (puts tests/ on sys.path, imports ComfyUI, loads the pack)
+import harness  # puts tests/ on sys.path, imports ComfyUI, loads the pack
 import torch
 
 import comfy.model_management as mm
@@ -61,34 +59,12 @@ def main():
     dit.add_block_contribution(zero, ZeroWeight("bench", weight=0.0))
     dit.add_block_contribution(bias, Bias(args.hidden))
     runs = {"plain": model, "dispatcher, one weight-0 contribution": zero, "dispatcher, one constant-bias delta": bias}
-    cuda = mm.get_torch_device().type == "cuda"
-
-    def step_time(m) -> float:
-        if cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        tiny_flux.sample(m, pos, neg, latent_hw=(args.latent, args.latent), steps=args.steps)
-        if cuda:
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t) / args.steps
-
-    for m in runs.values():                      # warm-up: model load, kernels, caches
-        step_time(m)
-    times = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, m in runs.items():
-            times[name].append(step_time(m))
-
-    plain, plain_min = statistics.median(times["plain"]), min(times["plain"])
-    print(f"Flux hidden {args.hidden}, {args.depth} double + {args.single} single blocks "
-          f"({len(dit.block_sites(model, 'bench'))} dispatchers), latent {args.latent}x{args.latent}, batch 1 with "
-          f"CFG, {args.dtype}, device {mm.get_torch_device()}, {args.steps} steps x {args.rounds} rounds, "
-          f"torch {torch.__version__}")
-    for name, t in times.items():
-        med = statistics.median(t)
-        print(f"  {name:<44} {med * 1000:9.2f} ms/step   ratio {med / plain:6.3f}x   "
-              f"(spread {min(t) * 1000:.1f}-{max(t) * 1000:.1f} ms; fastest-round ratio {min(t) / plain_min:.3f}x)")
-
+    times, _ = harness.interleaved(runs, lambda m: tiny_flux.sample(m, pos, neg, latent_hw=(args.latent, args.latent),
+                                                                  steps=args.steps), args.steps, args.rounds)
+    harness.report(f"Flux hidden {args.hidden}, {args.depth} double + {args.single} single blocks "
+                   f"({len(dit.block_sites(model, 'bench'))} dispatchers), latent {args.latent}x{args.latent}, batch 1 "
+                   f"with CFG, {args.dtype}, device {mm.get_torch_device()}, {args.steps} steps x {args.rounds} rounds, "
+                   f"torch {torch.__version__}", times)
 
 if __name__ == "__main__":
     main()

@@ -35,6 +35,41 @@ def torch_dtype(args) -> torch.dtype:
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
 
 
+def interleaved(runs: dict, sample, steps: int, rounds: int) -> tuple[dict, dict]:
+    """Per-step times of each variant, round by round after one warm-up each, and each one's last output.
+    `sample(model)` samples `steps` steps."""
+    outputs = {}
+    cuda = mm.get_torch_device().type == "cuda"
+
+    def step_time(name, m) -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        outputs[name] = sample(m)
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t) / steps
+
+    for name, m in runs.items():                 # warm-up: model load, kernels, caches
+        step_time(name, m)
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, m in runs.items():
+            times[name].append(step_time(name, m))
+    return times, outputs
+
+
+def report(title: str, times: dict) -> None:
+    """Median ms/step of each variant and its ratio to 'plain' (also of the fastest rounds, steadier on a busy
+    machine)."""
+    plain, plain_min = statistics.median(times["plain"]), min(times["plain"])
+    print(title)
+    for name, t in times.items():
+        med = statistics.median(t)
+        print(f"  {name:<44} {med * 1000:9.2f} ms/step   ratio {med / plain:6.3f}x   "
+              f"(spread {min(t) * 1000:.1f}-{max(t) * 1000:.1f} ms; fastest-round ratio {min(t) / plain_min:.3f}x)")
+
+
 def run(args, make_variants, model=None, conditioning=None) -> dict:
     """`make_variants(model)` -> {name: patched ModelPatcher}; 'plain' is added first. `model` and
     `conditioning` (positive, negative) default to `args.model` with random text conditioning.
@@ -43,31 +78,9 @@ def run(args, make_variants, model=None, conditioning=None) -> dict:
         model = tiny_models.build_model(args.model, seed=0, dtype=torch_dtype(args))
     pos, neg = conditioning or (tiny_models.text_conditioning(args.model, 1), tiny_models.text_conditioning(args.model, 2))
     runs = {"plain": model, **make_variants(model)}
-    outputs = {}
-    cuda = mm.get_torch_device().type == "cuda"
-
-    def step_time(m) -> float:
-        if cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        outputs[m] = tiny_models.sample(m, pos, neg, latent_hw=(args.latent, args.latent), steps=args.steps)
-        if cuda:
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t) / args.steps
-
-    for m in runs.values():                      # warm-up: model load, kernels, caches
-        step_time(m)
-    times = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, m in runs.items():
-            times[name].append(step_time(m))
-
-    plain = statistics.median(times["plain"])
-    print(f"model {args.model} ({len(model_sites(model, 'bench'))} attention sites), latent {args.latent}x"
-          f"{args.latent}, batch 1 with CFG, {args.dtype}, device {mm.get_torch_device()}, "
-          f"{args.steps} steps x {args.rounds} rounds, torch {torch.__version__}")
-    for name, t in times.items():
-        med = statistics.median(t)
-        print(f"  {name:<44} {med * 1000:9.2f} ms/step   ratio {med / plain:6.3f}x   "
-              f"(spread {min(t) * 1000:.1f}-{max(t) * 1000:.1f} ms)")
-    return {name: outputs[m] for name, m in runs.items()}
+    times, outputs = interleaved(runs, lambda m: tiny_models.sample(m, pos, neg, latent_hw=(args.latent, args.latent),
+                                                                   steps=args.steps), args.steps, args.rounds)
+    report(f"model {args.model} ({len(model_sites(model, 'bench'))} attention sites), latent {args.latent}x"
+           f"{args.latent}, batch 1 with CFG, {args.dtype}, device {mm.get_torch_device()}, "
+           f"{args.steps} steps x {args.rounds} rounds, torch {torch.__version__}", times)
+    return outputs

@@ -28,14 +28,11 @@ shared between clones, never copied.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Iterable
 
 import torch
 
-from .errors import InfuseError
-from .schedule import (MASK_MODES, ApplyTo, SigmaRange, check_mask_aspect, current_sigma, mask_to_tokens,
-                       normalize_mask)
+from .contribution import Contribution, SiteCall, active_contributions, base_attention  # noqa: F401 (re-exported)
 from .sites import Site, SiteKey, model_sites
 
 ATTENTION_KINDS = ("attn1", "attn2")
@@ -44,111 +41,10 @@ ADDITIONAL_MODELS_KEY = "infuse.contributions"
 REGISTRY_KEY = "infuse.registered"
 
 
-@dataclass(frozen=True)
-class SiteCall:
-    """What a contribution learns about the call it is part of."""
-    site: SiteKey
-    chunks: tuple[int, ...]   # cond (0) / uncond (1) of each chunk of rows passed to `delta`
-    chunk_size: int           # rows per chunk
-    extra_options: dict
-    base: torch.Tensor | None = None   # the base attention output for these rows (before any contribution)
-    base_is_plain: bool = True         # base is ComfyUI's own attention of these q, k, v (no foreign patch)
-
-    def plain(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """ComfyUI's attention of q, k, v: `base` when no foreign patch computed it."""
-        return self.base if self.base_is_plain and self.base is not None else base_attention(q, k, v, self.extra_options)
-
-    @property
-    def heads(self) -> int:
-        return self.extra_options["n_heads"]
-
-    @property
-    def latent_hw(self) -> tuple[int, int]:
-        shape = self.extra_options["original_shape"]
-        return shape[-2], shape[-1]
-
-
-class Contribution:
-    """One mechanism's change to attention at a set of sites; subclasses implement `delta`.
-
-    `delta(q, k, v, call)` returns the unweighted addition to the attention output for the rows it is
-    given (`[rows, tokens, inner_dim]`); weight, per-site weight, schedule, CFG branch and mask are applied
-    by the dispatcher.
-    """
-
-    kind = "attn2"
-    extends_kv = False      # True: also offers `extra_kv`, keys/values to append to the attention's own
-
-    def __init__(self, node: str, weight: float = 1.0, start_percent: float = 0.0, end_percent: float = 1.0,
-                 apply_to: ApplyTo | str = ApplyTo.BOTH, mask: torch.Tensor | None = None,
-                 site_weights: dict[SiteKey, float] | None = None, mask_mode: str = "reference"):
-        self.node = node
-        self.weight = float(weight)
-        if not 0.0 <= start_percent <= end_percent <= 1.0:
-            raise InfuseError(node, f"start_percent {start_percent} / end_percent {end_percent} is not a range of the "
-                                    "schedule.", "use 0 <= start_percent <= end_percent <= 1.",
-                              input_name="start_percent")
-        self.schedule = SigmaRange(start_percent, end_percent)
-        self.apply_to = ApplyTo(apply_to)
-        self.mask = normalize_mask(mask, node) if mask is not None else None
-        if mask_mode not in MASK_MODES:
-            raise InfuseError(node, f"mask_mode must be one of {MASK_MODES}, got '{mask_mode}'.",
-                              "pick reference (as the published pipelines) or soft.", input_name="mask_mode")
-        self.mask_mode = mask_mode
-        self.site_weights = dict(site_weights or {})
-        self.site_keys: frozenset[SiteKey] = frozenset()   # where it is registered (set by `install`)
-        self._token_masks: dict[tuple, torch.Tensor] = {}
-
-    def delta(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, call: SiteCall) -> torch.Tensor:
-        raise NotImplementedError
-
-    def extra_kv(self, q, k, v, call: SiteCall) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys/values appended to the attention's own (only for `extends_kv` contributions)."""
-        raise NotImplementedError
-
-    def weight_at(self, site: SiteKey) -> float:
-        return self.weight * self.site_weights.get(site, 1.0)
-
-    def prepare_run(self, latent_shape: tuple[int, ...], model_sampling) -> None:
-        """Called once per sampling run, before the first step: bind the schedule, check inputs."""
-        self.schedule.bind(model_sampling)
-        if self.mask is not None:
-            check_mask_aspect(self.mask, tuple(latent_shape[-2:]), self.node)
-
-    def token_mask(self, n_tokens: int, call: SiteCall, like: torch.Tensor) -> torch.Tensor:
-        """The mask at this site's token grid, one row per row of `delta`, cached per run shape."""
-        key = (n_tokens, call.latent_hw, call.chunk_size, len(call.chunks), like.device, like.dtype)
-        cached = self._token_masks.get(key)
-        if cached is None:
-            tokens = mask_to_tokens(self.mask, n_tokens, call.latent_hw, self.mask_mode)     # [Bm, N, 1]
-            per_chunk = torch.arange(call.chunk_size) % tokens.shape[0]          # batch entry -> mask entry
-            cached = tokens[per_chunk.repeat(len(call.chunks))].to(like.device, like.dtype)
-            self._token_masks[key] = cached
-        return cached
-
-    def to(self, device_or_dtype):
-        """ComfyUI calls this on every patch of a model it loads, offloads or frees, clones included, and clones
-        share contributions: nothing is dropped or rebuilt here. Working copies are keyed by device and made on
-        first use there, once per contribution."""
-        return self
-
-    def models(self) -> list:
-        """Extra ModelPatchers ComfyUI must load for this contribution (a reference UNet, say)."""
-        return []
-
-
 def _rows_of(picked: list[int], chunk: int, device) -> slice | torch.Tensor:
     if len(picked) == 1:
         return slice(picked[0] * chunk, (picked[0] + 1) * chunk)
     return torch.cat([torch.arange(i * chunk, (i + 1) * chunk) for i in picked]).to(device)
-
-
-def base_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
-    """Exactly what ComfyUI's CrossAttention computes between its projections and `to_out`."""
-    from comfy.ldm.modules.attention import optimized_attention
-
-    return optimized_attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
-                               transformer_options=extra_options)
 
 
 class SiteDispatcher:
@@ -177,20 +73,7 @@ class SiteDispatcher:
 
     def _plan(self, extra_options: dict, cond_or_uncond: list) -> list[tuple[Contribution, float, list[int]]]:
         """The contributions active in this call: (contribution, weight here, chunks it applies to)."""
-        plan, sigma = [], None
-        for c in self.contributions:
-            weight = c.weight_at(self.site)
-            if weight == 0.0:
-                continue
-            if not c.schedule.is_full:
-                if sigma is None:
-                    sigma = current_sigma(extra_options)
-                if sigma is not None and not c.schedule.contains(sigma):
-                    continue
-            picked = [i for i, cu in enumerate(cond_or_uncond) if c.apply_to.accepts(cu)]
-            if picked:
-                plan.append((c, weight, picked))
-        return plan
+        return active_contributions(self.contributions, self.site, extra_options, cond_or_uncond)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
         if not self.contributions:

@@ -63,9 +63,7 @@ class ReferenceAttention(Contribution):
     def capture(self, main_model, t: torch.Tensor, c_crossattn: torch.Tensor, transformer_options: dict,
                 extra: dict) -> None:
         sigma = t[:1]
-        if self.weight == 0.0 and not any(self.site_weights.values()):
-            return
-        if not self.schedule.is_full and not self.schedule.contains(float(sigma)):
+        if not self.acts_anywhere() or not self.active_at(float(sigma)):     # the gate of the attention it feeds
             return
         if not self._due(float(sigma)):
             return

@@ -7,7 +7,7 @@ from ..mechanisms.sites import model_sites
 from .presentation import APPLY_MODEL_TOOLTIP, patched_model_tooltip, schedule_inputs
 
 NODE = "Infuse Reference Only"
-MIN_LATENT = 8          # 64 px: a smaller reference breaks the UNet's deepest blocks (GroupNorm over one value)
+MIN_LATENT = 4          # 32 px: below it the UNet's deepest blocks see a 1x1 grid (GroupNorm can fail on one value)
 
 
 class InfuseReferenceOnly(io.ComfyNode):

@@ -142,6 +142,18 @@ def test_a_reference_too_small_for_the_unet_is_named_before_sampling(tiny):
 
     model = tiny.build_model("tiny_sd15")
     with pytest.raises(InfuseError, match=r"Infuse Reference Only, input 'reference': the reference latent is 1x1 "
-                                          r"\(8x8 px\).*at least 8x8 \(64x64 px\)"):
+                                          r"\(8x8 px\).*at least 4x4 \(32x32 px\)"):
         InfuseReferenceOnly.execute(model, {"samples": torch.zeros(1, 4, 1, 1)}, "concat", 1.0, 0.0, 1.0, 1, 0)
-    InfuseReferenceOnly.execute(model, {"samples": torch.zeros(1, 4, 8, 8)}, "concat", 1.0, 0.0, 1.0, 1, 0)
+    InfuseReferenceOnly.execute(model, {"samples": torch.zeros(1, 4, 4, 4)}, "concat", 1.0, 0.0, 1.0, 1, 0)
+
+
+@pytest.mark.parametrize("gate", ["weight_zero_with_site_weights", "site_weights_all_zero"])
+def test_a_reference_gated_off_everywhere_runs_no_pass(setup, gate):
+    """One gate for the attention and the reference pass that feeds it: zero at every site means no pass at all."""
+    model, run = setup
+    keys = [s.key for s in model_sites(model, NODE)]
+    kw = {"weight_zero_with_site_weights": dict(weight=0.0, site_weights={k: 1.5 for k in keys}),
+          "site_weights_all_zero": dict(weight=1.0, site_weights={k: 0.0 for k in keys})}[gate]
+    m, c = make(model, **kw)
+    out = run(m, steps=2)
+    assert c.passes == 0 and torch.equal(out, run(model, steps=2))

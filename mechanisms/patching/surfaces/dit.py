@@ -26,7 +26,8 @@ import torch
 
 from ... import hooks
 from ...errors import InfuseError
-from ...schedule import current_sigma, mask_to_tokens
+from ...contribution import active_contributions
+from ...schedule import mask_to_tokens
 from ...sites import comfy_model_type
 from .dit_call import LAYOUT_KEY, BlockCall, BlockState, record_layout, split_tokens
 
@@ -145,20 +146,7 @@ class BlockDispatcher:
 
     def _plan(self, options: dict, cond_or_uncond: list) -> list[tuple[BlockContribution, float, list[int]]]:
         """The contributions active in this call: (contribution, weight here, chunks it applies to)."""
-        plan, sigma = [], None
-        for c in self.contributions:
-            weight = c.weight_at(self.site)
-            if weight == 0.0:
-                continue
-            if not c.schedule.is_full:
-                if sigma is None:
-                    sigma = current_sigma(options)
-                if sigma is not None and not c.schedule.contains(sigma):
-                    continue
-            picked = [i for i, cu in enumerate(cond_or_uncond) if c.apply_to.accepts(cu)]
-            if picked:
-                plan.append((c, weight, picked))
-        return plan
+        return active_contributions(self.contributions, self.site, options, cond_or_uncond)
 
     def __call__(self, args: dict, extra: dict) -> dict:
         options = args.get("transformer_options") or {}
