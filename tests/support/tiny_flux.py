@@ -10,11 +10,10 @@ from __future__ import annotations
 import torch
 
 from .comfy_env import import_comfyui
-from .tiny_models import randomize
+from .tiny_models import patcher_for
 
 import_comfyui()
 
-import comfy.model_management as mm  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 import comfy.supported_models as sm  # noqa: E402
 
@@ -37,13 +36,7 @@ class TinyFlux(sm.Flux):
 
 def build_model(seed: int = 0, dtype=torch.float32) -> comfy.model_patcher.ModelPatcher:
     """A ModelPatcher around a random-weight tiny Flux, on ComfyUI's devices."""
-    config = TinyFlux(dict(TINY_FLUX_UNET))
-    config.set_inference_dtype(dtype, None)
-    model = config.get_model({})
-    randomize(model.diffusion_model, seed)
-    model.diffusion_model.to(dtype)
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return patcher_for(TinyFlux(dict(TINY_FLUX_UNET)), seed, dtype)
 
 
 def conditioning(seed: int, tokens: int = 8, guidance: float = 3.5) -> list:

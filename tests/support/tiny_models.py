@@ -169,7 +169,11 @@ def model_config(name: str):
 
 def build_model(name: str, seed: int = 0, dtype=torch.float32) -> comfy.model_patcher.ModelPatcher:
     """A ModelPatcher around a random-weight model of one of MODELS, on ComfyUI's devices."""
-    config = model_config(name)
+    return patcher_for(model_config(name), seed, dtype)
+
+
+def patcher_for(config, seed: int = 0, dtype=torch.float32) -> comfy.model_patcher.ModelPatcher:
+    """A ModelPatcher around a random-weight model of a ComfyUI model config (a supported_models class instance)."""
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
     randomize(model.diffusion_model, seed)
