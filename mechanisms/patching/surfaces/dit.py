@@ -25,8 +25,8 @@ from typing import Iterable
 import torch
 
 from ... import hooks
-from ...errors import InfuseError
 from ...contribution import active_contributions
+from ...errors import InfuseError
 from ...schedule import mask_to_tokens
 from ...sites import comfy_model_type
 from .dit_call import LAYOUT_KEY, BlockCall, BlockState, record_layout, split_tokens
