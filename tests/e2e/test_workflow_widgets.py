@@ -48,7 +48,7 @@ def test_a_value_removed_from_the_middle_is_caught(object_info):
     values = node(workflow, "InfuseIPAdapter")["widgets_values"]
     del values[2]                                   # composition_weight: later values shift one to the left
     problems = widget_layout_problems(workflow, object_info, api)
-    assert any("10 widgets_values" in p for p in problems), problems
+    assert any(f"{len(values)} widgets_values" in p for p in problems), problems
     assert any("'combine' (COMBO) = 'crop'" in p for p in problems), problems   # the shift shows in the values
 
 
