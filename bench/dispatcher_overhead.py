@@ -3,23 +3,22 @@
     python bench/dispatcher_overhead.py                         # real-size SD1.5 UNet, random weights
     python bench/dispatcher_overhead.py --model sdxl --latent 128 --dtype fp16   # on a GPU
 """
+from comfyui_infuse.mechanisms.patching import dispatcher
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from harness import parser, run
 
-from comfyui_infuse.mechanisms import hooks
-from comfyui_infuse.mechanisms.sites import model_sites
 
-
-class ZeroWeight(hooks.Contribution):
+class ZeroWeight(dispatcher.Contribution):
     def delta(self, q, k, v, call):
         raise AssertionError("a zero-weight contribution is never computed")
 
 
 def variants(model):
     empty = model.clone()
-    for kind in hooks.ATTENTION_KINDS:
-        hooks.install(empty, kind, model_sites(model, "bench"))
+    for kind in dispatcher.ATTENTION_KINDS:
+        dispatcher.install(empty, kind, model_sites(model, "bench"))
     zero = model.clone()
-    hooks.add_contribution(zero, ZeroWeight("bench", weight=0.0))
+    dispatcher.add_contribution(zero, ZeroWeight("bench", weight=0.0))
     return {"dispatcher, no contributions": empty, "dispatcher, one weight-0 contribution": zero}
 
 

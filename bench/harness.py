@@ -14,10 +14,10 @@ from support.comfy_env import import_comfyui, load_pack  # noqa: E402
 import_comfyui()
 load_pack()
 
+import comfy.model_management as mm  # noqa: E402
 import torch  # noqa: E402
 
-import comfy.model_management as mm  # noqa: E402
-from comfyui_infuse.mechanisms.sites import model_sites  # noqa: E402
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites  # noqa: E402
 from support import tiny_models  # noqa: E402
 
 

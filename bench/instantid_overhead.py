@@ -5,13 +5,13 @@ stacked, vs plain; random weights in the real layouts (InstantID: Resampler 512 
     python bench/instantid_overhead.py --model sdxl --latent 128 --dtype fp16              # on a GPU
 """
 import torch
-from harness import parser, run
 
-from comfyui_infuse.extractors.features import FaceEmbeds, ImageEmbeds
-from comfyui_infuse.mechanisms.instantid import face_tokens
-from comfyui_infuse.mechanisms.ipadapter import apply_ipadapter, image_tokens
-from comfyui_infuse.mechanisms.ipadapter_file import parse_ipadapter
-from comfyui_infuse.mechanisms.sites import model_sites
+from comfyui_infuse.core.records import FaceEmbeds, ImageEmbeds
+from comfyui_infuse.mechanisms.decoupled_attention.ipadapter import apply_ipadapter, image_tokens
+from comfyui_infuse.mechanisms.loaders.ipadapter_file import parse_ipadapter
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
+from comfyui_infuse.mechanisms.recipes.instantid import face_tokens
+from harness import parser, run
 from support import ipadapter_files as f
 
 

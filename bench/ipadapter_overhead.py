@@ -4,14 +4,13 @@
     python bench/ipadapter_overhead.py --model sdxl --latent 128 --dtype fp16   # on a GPU
 """
 import torch
-from harness import parser, run
 
-from comfyui_infuse.extractors.features import ImageEmbeds
-from comfyui_infuse.mechanisms.ipadapter import apply_ipadapter, image_tokens
-from comfyui_infuse.mechanisms.ipadapter_file import parse_ipadapter
-from comfyui_infuse.mechanisms.sites import model_sites
+from comfyui_infuse.core.records import ImageEmbeds
+from comfyui_infuse.mechanisms.decoupled_attention.ipadapter import apply_ipadapter, image_tokens
+from comfyui_infuse.mechanisms.loaders.ipadapter_file import parse_ipadapter
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
+from harness import parser, run
 from support import ipadapter_files as f
-from support import tiny_models
 
 
 def variants(model, name):

@@ -3,10 +3,11 @@
     python bench/reference_overhead.py                   # real-size SD1.5, 256 px, CPU
 """
 import torch
-from harness import parser, run
 
-from comfyui_infuse.mechanisms.reference import ReferenceAttention, apply_reference, attn1_projections
-from comfyui_infuse.mechanisms.sites import model_sites
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
+from comfyui_infuse.mechanisms.reference_attention.reference import (ReferenceAttention, apply_reference,
+                                                                     attn1_projections)
+from harness import parser, run
 
 
 def variants(model, latent_side):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..mechanisms.errors import InfuseError
+from ..core.errors import InfuseError
+from ..core.records import ImageEmbeds
 from .deps import require
-from .features import ImageEmbeds
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -122,7 +122,7 @@ class OpenClipVision:
 
 def load_open_clip(arch: str, path: str, node: str) -> OpenClipVision:
     """Build `arch` with open-clip (no download) and load the image tower from a local weights file."""
-    from ..mechanisms.weights import load_weights
+    from ..core.files import load_weights
 
     open_clip = require("open_clip", node)
     if arch not in open_clip.list_models():

@@ -12,7 +12,7 @@ import importlib.util
 import sys
 from types import ModuleType
 
-from ..mechanisms.errors import InfuseError
+from ..core.errors import InfuseError
 
 # import name -> what to pip install (the names README.md's Install section uses; a test checks they agree)
 PIP_NAMES = {

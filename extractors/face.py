@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..mechanisms.errors import InfuseError
+from ..core.errors import InfuseError
+from ..core.records import FaceEmbeds
 from .deps import require
-from .features import FaceEmbeds
 
 SELECTIONS = ("largest", "left-to-right", "index")
 NO_FACE = ("error", "skip", "pass_through")

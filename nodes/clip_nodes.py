@@ -2,8 +2,8 @@
 import folder_paths
 from comfy_api.latest import io
 
+from ..core.errors import InfuseError
 from ..extractors.clip_vision import CROP_MODES, ComfyClipVision, encode, load_open_clip
-from ..mechanisms.errors import InfuseError
 from .folders import find_model_file
 from .types import ImageEmbedsType, OpenClipType
 

@@ -6,8 +6,8 @@ from comfy_api.latest import io, ui
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..extractors.features import FaceEmbeds, ImageEmbeds, from_tensors, to_tensors
-from ..mechanisms.errors import InfuseError
+from ..core.errors import InfuseError
+from ..core.records import FaceEmbeds, ImageEmbeds, from_tensors, to_tensors
 from .clip_nodes import resolve_encoder
 from .types import FaceEmbedsType, ImageEmbedsType, OpenClipType
 

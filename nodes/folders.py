@@ -5,7 +5,7 @@ import os
 
 import folder_paths
 
-from ..mechanisms.errors import InfuseError
+from ..core.errors import InfuseError
 
 _WEIGHTS = set(folder_paths.supported_pt_extensions)
 

@@ -1,7 +1,7 @@
 """A node that shows which attention sites Infuse patches on a model, and how adapter files number them."""
 from comfy_api.latest import io, ui
 
-from ..mechanisms.sites import family_name, model_family, model_sites
+from ..mechanisms.patching.surfaces.unet import family_name, model_family, model_sites
 
 
 def site_table(model, node: str) -> str:

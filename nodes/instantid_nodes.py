@@ -2,13 +2,13 @@
 import folder_paths
 from comfy_api.latest import io
 
+from ..core.errors import InfuseError, check_percent_range
 from ..extractors.clip_vision import as_rgb
 from ..extractors.keypoints import keypoints_images
-from ..mechanisms.errors import InfuseError, check_percent_range
-from ..mechanisms.instantid import check_instantid, face_tokens, identitynet_conditioning
-from ..mechanisms.ipadapter import apply_ipadapter
-from ..mechanisms.ipadapter_file import load_ipadapter
-from ..mechanisms.sites import model_family
+from ..mechanisms.decoupled_attention.ipadapter import apply_ipadapter
+from ..mechanisms.loaders.ipadapter_file import load_ipadapter
+from ..mechanisms.patching.surfaces.unet import model_family
+from ..mechanisms.recipes.instantid import check_instantid, face_tokens, identitynet_conditioning
 from .folders import find_model_file
 from .presentation import (MASK_TOOLTIP, SDXL_MODEL_TOOLTIP, no_face_note, patched_model_tooltip, preview_images,
                            schedule_inputs, with_note)

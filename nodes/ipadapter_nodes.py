@@ -2,13 +2,14 @@
 import folder_paths
 from comfy_api.latest import io
 
+from ..core.errors import InfuseError, check_percent_range
 from ..extractors.clip_vision import CROP_MODES, encode
-from ..mechanisms import schedule
-from ..mechanisms.errors import InfuseError, check_percent_range
-from ..mechanisms.schedule import MASK_MODES
-from ..mechanisms.ipadapter import COMBINE, apply_faceid_lora, apply_ipadapter, check_family, image_tokens
-from ..mechanisms.ipadapter_file import load_ipadapter
-from ..mechanisms.sites import model_family, model_sites
+from ..mechanisms.decoupled_attention.block_weights import WEIGHT_TYPES, weights_per_site
+from ..mechanisms.decoupled_attention.ipadapter import (COMBINE, apply_faceid_lora, apply_ipadapter, check_family,
+                                                        image_tokens)
+from ..mechanisms.loaders.ipadapter_file import load_ipadapter
+from ..mechanisms.patching.gate import MASK_MODES
+from ..mechanisms.patching.surfaces.unet import model_family, model_sites
 from .clip_nodes import CLIP_VISION_TOOLTIP, CROP_TOOLTIP, OPEN_CLIP_TOOLTIP, resolve_encoder
 from .folders import find_model_file
 from .presentation import (APPLY_MODEL_TOOLTIP, MASK_TOOLTIP, no_face_note, patched_model_tooltip, schedule_inputs,
@@ -88,7 +89,7 @@ class InfuseIPAdapter(io.ComfyNode):
                                tooltip="How strongly the reference steers the image, -1 to 5 (1 = as trained, 0 = "
                                        "off). Lower it (0.5 to 0.8) to give the prompt more say, raise it to follow "
                                        "the reference more closely; negative pushes away from it."),
-                io.Combo.Input("weight_type", options=list(schedule.WEIGHT_TYPES), default="linear",
+                io.Combo.Input("weight_type", options=list(WEIGHT_TYPES), default="linear",
                                tooltip="How the weight is spread over the UNet's blocks: linear = the same "
                                        "everywhere; ease / weak / strong types ramp it by depth; style transfer and "
                                        "composition act only on the blocks carrying style or layout (InstantStyle)."),
@@ -197,7 +198,7 @@ def apply_to_model(node, model, ipadapter, weight, start_percent, end_percent, i
         raise InfuseError(node, f"'{ipadapter.name}' ({ipadapter.describe()}) needs a reference image.",
                           "connect an image and a CLIP vision model, or image_embeds.", input_name="image")
     check_percent_range(node, start_percent, end_percent)
-    site_weights = schedule.site_weights(sites, family, weight_type, weight, composition_weight, block_weights, node)
+    site_weights = weights_per_site(sites, family, weight_type, weight, composition_weight, block_weights, node)
     note = None
     if ipadapter.uses_face and face_embeds is not None and face_embeds.missing:   # Face Analysis passed some through
         note = no_face_note(face_embeds, f"the IP-Adapter '{ipadapter.name}'")

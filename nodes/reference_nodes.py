@@ -1,9 +1,9 @@
 """Reference-only: the model's own pass on a reference latent feeds its self-attention (no extra weights)."""
 from comfy_api.latest import io
 
-from ..mechanisms.errors import InfuseError
-from ..mechanisms.reference import MODES, ReferenceAttention, apply_reference, attn1_projections
-from ..mechanisms.sites import model_sites
+from ..core.errors import InfuseError
+from ..mechanisms.patching.surfaces.unet import model_sites
+from ..mechanisms.reference_attention.reference import MODES, ReferenceAttention, apply_reference, attn1_projections
 from .presentation import APPLY_MODEL_TOOLTIP, patched_model_tooltip, schedule_inputs
 
 NODE = "Infuse Reference Only"

@@ -4,12 +4,13 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..core.errors import InfuseError
 from ..extractors.clip_vision import ComfyClipVision, as_rgb, encode
-from ..mechanisms.errors import InfuseError
-from ..mechanisms.tryon import (apply_tryon, check_garment_unet, check_tryon_model, concat_conditioning, latent_grid_crop,
-                                masked_person, person_mask, pose_to_person, resize_images, with_concat)
-from ..mechanisms.sites import discover_sites
-from ..mechanisms.tryon_models import load_garment_unet, load_tryon_unet
+from ..mechanisms.loaders.tryon_models import load_garment_unet, load_tryon_unet
+from ..mechanisms.patching.surfaces.unet import discover_sites
+from ..mechanisms.recipes.idm_vton import (apply_tryon, check_garment_unet, check_tryon_model, concat_conditioning,
+                                           latent_grid_crop, masked_person, person_mask, pose_to_person, resize_images,
+                                           with_concat)
 from .folders import find_model_file
 from .presentation import preview_images, with_note
 from .types import GarmentUNetType

@@ -1,7 +1,7 @@
 """Custom socket types of the pack."""
 from comfy_api.latest import io
 
-IPAdapterType = io.Custom("INFUSE_IPADAPTER")        # mechanisms.ipadapter_file.IPAdapterModel
+IPAdapterType = io.Custom("INFUSE_IPADAPTER")        # mechanisms.decoupled_attention.adapter.IPAdapterModel
 OpenClipType = io.Custom("INFUSE_CLIP_VISION")       # extractors.clip_vision.OpenClipVision
 ImageEmbedsType = io.Custom("IMAGE_EMBEDS")          # extractors.features.ImageEmbeds
 FaceEmbedsType = io.Custom("FACE_EMBEDS")            # extractors.features.FaceEmbeds

@@ -19,7 +19,7 @@ def write_png(path, array=None, seed=0, size=(96, 64)):
 def model_dirs(tmp_path_factory):
     """Temporary model folders with random-weight files in the real layouts. The shipped workflows' example
     file names are used for them, so the workflows run as shipped (only image sizes and steps shrink)."""
-    from comfyui_infuse.mechanisms.sites import model_sites
+    from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
     from support import clip_models, face_models, ipadapter_files, tiny_models, tryon_files
 
     root = tmp_path_factory.mktemp("models")

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pytest
+from test_server import shipped_workflow
 
 from support import faults_files as bad
-from support.workflow_edits import add, edit, ipadapter_encoding_inline, ipadapter_from_embeds_file
 from support.server import execution_error
-from test_server import shipped_workflow
+from support.workflow_edits import add, edit, ipadapter_encoding_inline, ipadapter_from_embeds_file
 
 pytestmark = pytest.mark.e2e
 
@@ -47,8 +47,8 @@ HUGE_PNG = "fault_panorama_9000px.png"
 @pytest.fixture(scope="module")
 def fault_files(server, model_dirs, tmp_path_factory):
     """Writes the bad files; yields the marker path a code-running pickle would create."""
+    from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
     from support import ipadapter_files, tiny_models
-    from comfyui_infuse.mechanisms.sites import model_sites
 
     ipa, ckpt, cn = model_dirs["ipadapter"], model_dirs["checkpoints"], model_dirs["controlnet"]
     os.link(ckpt / "tiny_sd15.safetensors", ipa / CHECKPOINT_AS_ADAPTER)
@@ -104,8 +104,9 @@ def fault_files(server, model_dirs, tmp_path_factory):
     for mode, name in PNG.items():
         bad.png(inputs / name, mode)
     bad.png(inputs / HUGE_PNG, "RGB", size=(9000, 16))
-    from support import face_models
     from PIL import Image
+
+    from support import face_models
 
     Image.fromarray(face_models.face_image([(9, 8)], 640, 640)).convert("L").save(inputs / GRAY_FACE)
     return marker

@@ -1,11 +1,10 @@
 """The CLIP image extractor: CLIP preprocessing, ComfyUI CLIP_VISION and open-clip towers agree."""
+import comfy.clip_vision
 import pytest
 import torch
 
-import comfy.clip_vision
-from comfyui_infuse.extractors.clip_vision import (OpenClipVision, ComfyClipVision, as_rgb, encode, load_open_clip,
-                                                   preprocess)
-from comfyui_infuse.mechanisms.errors import InfuseError
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.extractors.clip_vision import ComfyClipVision, as_rgb, encode, load_open_clip, preprocess
 from support import clip_models
 
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from comfyui_infuse.mechanisms.diffusers_unet import comfy_unet_config, infer_config
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.sites import model_sites
-from comfyui_infuse.mechanisms.tryon_models import load_garment_unet
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.mechanisms.loaders.diffusers_unet import comfy_unet_config, infer_config
+from comfyui_infuse.mechanisms.loaders.tryon_models import load_garment_unet
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from support import tiny_models, tryon_files
 
 NODE = "Infuse Load IDM-VTON"

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from comfyui_infuse.mechanisms import hooks
-from comfyui_infuse.mechanisms.errors import InfuseError
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.mechanisms.patching import dispatcher
 from comfyui_infuse.mechanisms.patching.surfaces import dit
 
 T = 8   # text tokens of the test conditioning
@@ -209,7 +209,7 @@ def test_clones_share_contributions_and_tensors_and_input_model_is_untouched(flu
     for a, b in zip(mine, theirs):
         assert a.contributions[0] is b.contributions[0] is c
     assert theirs[0].contributions[0].tensor is c.tensor
-    assert hooks.contributions(clone.model_options)[0] is c
+    assert dispatcher.contributions(clone.model_options)[0] is c
     run(clone)
     assert model.model_options["transformer_options"] == options_before["transformer_options"]
     assert "dit" not in model.model_options["transformer_options"].get("patches_replace", {})

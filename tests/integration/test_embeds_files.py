@@ -1,13 +1,13 @@
 """IMAGE_EMBEDS / FACE_EMBEDS saved as .safetensors and loaded back; the wrong encoder is refused."""
 import os
 
+import folder_paths
 import pytest
 import torch
 from safetensors import safe_open
 
-import folder_paths
-from comfyui_infuse.extractors.features import FaceEmbeds, ImageEmbeds
-from comfyui_infuse.mechanisms.errors import InfuseError
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.core.records import FaceEmbeds, ImageEmbeds
 from comfyui_infuse.nodes.embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSaveEmbeds
 
 
@@ -50,8 +50,8 @@ def test_face_embeds_round_trip_and_type_check(dirs):
 
 
 def test_embeds_from_another_encoder_are_refused(dirs, tmp_path_factory):
-    from support import clip_models
     from comfyui_infuse.extractors.clip_vision import load_open_clip
+    from support import clip_models
 
     work = tmp_path_factory.mktemp("clip")
     clip_models.register_tiny_open_clip(work)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from comfyui_infuse.core.errors import InfuseError
 from comfyui_infuse.extractors.face import FaceAnalyzer, analyze, find_pack_folder
-from comfyui_infuse.mechanisms.errors import InfuseError
 from support import face_models as fm
 
 NODE = "Infuse Face Analysis"

@@ -1,17 +1,16 @@
 """Face nodes in-process: Face Analysis feeds FaceID (embeds) and FaceID-Plus (CLIP of the aligned crops)."""
-import numpy as np
+import folder_paths
 import pytest
 import torch
+from test_ipadapter_nodes import DEFAULTS
 
-import folder_paths
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.ipadapter_file import parse_ipadapter
-from comfyui_infuse.mechanisms.sites import model_sites
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.mechanisms.loaders.ipadapter_file import parse_ipadapter
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from comfyui_infuse.nodes.face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints
 from comfyui_infuse.nodes.ipadapter_nodes import InfuseIPAdapter
 from support import clip_models, face_models
 from support import ipadapter_files as f
-from test_ipadapter_nodes import DEFAULTS
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +111,7 @@ def test_pass_through_keeps_an_empty_entry_and_identity_nodes_leave_it_out(faces
 
 
 def test_face_embeds_saved_before_pass_through_existed_still_load(tmp_path):
-    from comfyui_infuse.extractors.features import FaceEmbeds, from_tensors, to_tensors
+    from comfyui_infuse.core.records import FaceEmbeds, from_tensors, to_tensors
 
     tensors, meta = to_tensors(FaceEmbeds.from_raw("antelopev2", torch.randn(2, 512)))
     del tensors["found"]

@@ -3,10 +3,10 @@ attention processor (attn1 and attn2), as the reference LoRA processors compute 
 import pytest
 import torch
 
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.ipadapter import apply_faceid_lora
-from comfyui_infuse.mechanisms.ipadapter_file import parse_ipadapter
-from comfyui_infuse.mechanisms.sites import model_sites
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.mechanisms.decoupled_attention.ipadapter import apply_faceid_lora
+from comfyui_infuse.mechanisms.loaders.ipadapter_file import parse_ipadapter
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from support import ipadapter_files as f
 
 

@@ -6,12 +6,13 @@ A foreign patch stays the base attention and sees ComfyUI's own inputs; Infuse's
 included, are added on top exactly."""
 import pytest
 import torch
-
 from comfy_extras.nodes_pag import PerturbedAttentionGuidance
 from comfy_extras.nodes_sag import SelfAttentionGuidance
-from comfyui_infuse.mechanisms.hooks import base_attention
-from comfyui_infuse.mechanisms.reference import ReferenceAttention, apply_reference, attn1_projections
-from comfyui_infuse.mechanisms.sites import model_sites
+
+from comfyui_infuse.mechanisms.patching.dispatcher import base_attention
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
+from comfyui_infuse.mechanisms.reference_attention.reference import (ReferenceAttention, apply_reference,
+                                                                     attn1_projections)
 
 NODE = "Infuse Reference Only"
 

@@ -1,17 +1,17 @@
 """InstantID in-process: the adapter through the dispatcher, IdentityNet fed the face tokens as its context,
 stacked with IP-Adapter on one SDXL model and sampled with ComfyUI's samplers."""
+import comfy.controlnet
 import pytest
 import torch
 
-import comfy.controlnet
-from comfyui_infuse.extractors.features import FaceEmbeds
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.core.records import FaceEmbeds
 from comfyui_infuse.extractors.keypoints import keypoints_images
-from comfyui_infuse.mechanisms import hooks
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.instantid import face_tokens, identitynet_conditioning
-from comfyui_infuse.mechanisms.ipadapter import apply_ipadapter, image_tokens
-from comfyui_infuse.mechanisms.ipadapter_file import parse_ipadapter
-from comfyui_infuse.mechanisms.sites import model_sites
+from comfyui_infuse.mechanisms.decoupled_attention.ipadapter import apply_ipadapter, image_tokens
+from comfyui_infuse.mechanisms.loaders.ipadapter_file import parse_ipadapter
+from comfyui_infuse.mechanisms.patching import dispatcher
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
+from comfyui_infuse.mechanisms.recipes.instantid import face_tokens, identitynet_conditioning
 from support import ipadapter_files as f
 
 NODE = "Infuse InstantID"
@@ -72,7 +72,7 @@ def test_uncond_is_the_zero_embedding_or_seeded_noise(parts):
 
 def test_ipadapter_and_instantid_stack_and_removing_one_leaves_the_other(tiny, parts):
     model, instantid, ipadapter, _, faces = parts
-    from comfyui_infuse.extractors.features import ImageEmbeds
+    from comfyui_infuse.core.records import ImageEmbeds
     g = torch.Generator().manual_seed(3)
     embeds = ImageEmbeds("test", torch.randn(1, 24, generator=g), torch.randn(1, 5, 8), torch.randn(1, 5, 8))
     ip_c, ip_u = image_tokens(ipadapter, "Infuse IP-Adapter", embeds=embeds)
@@ -81,7 +81,7 @@ def test_ipadapter_and_instantid_stack_and_removing_one_leaves_the_other(tiny, p
     both = model.clone()
     ip = apply_ipadapter(both, ipadapter, ip_c, ip_u, "Infuse IP-Adapter", weight=0.7)
     face = apply_ipadapter(both, instantid, id_c, id_u, NODE, weight=0.8)
-    per_site = [d for d in hooks.dispatchers(both.model_options) if d.kind == "attn2"]
+    per_site = [d for d in dispatcher.dispatchers(both.model_options) if d.kind == "attn2"]
     assert len(per_site) == len(model_sites(model, "t")) and all(d.contributions == (ip, face) for d in per_site)
 
     only_ip = model.clone()
@@ -132,8 +132,8 @@ def test_mask_limits_identitynet_residuals_to_the_region(tiny, parts):
 
 def test_instantid_file_layout_is_recognised(tmp_path, tiny):
     """ip_adapter keys 1..139 (SDXL) and the Resampler image_proj -> an InstantID-compatible adapter."""
-    from comfyui_infuse.mechanisms.instantid import check_instantid
-    from comfyui_infuse.mechanisms.ipadapter_file import load_ipadapter
+    from comfyui_infuse.mechanisms.loaders.ipadapter_file import load_ipadapter
+    from comfyui_infuse.mechanisms.recipes.instantid import check_instantid
 
     widths = [w // 8 for w in f.SDXL_SITE_WIDTHS]
     path = f.write(tmp_path / "ip-adapter.bin", f.image_proj("resampler", cross=256, clip_hidden=512,
@@ -161,8 +161,8 @@ def test_faces_passed_through_without_a_face_are_left_out_and_none_at_all_turns_
     one = two.select(torch.tensor([True, False]))
     adapter = lambda fe: InfuseInstantIDAdapter.execute(model, instantid, fe, "concat", 0.0, 0.8, 0.0, 1.0)
     partial = adapter(two)
-    (c,) = hooks.contributions(partial.args[0].model_options)
-    (c_one,) = hooks.contributions(adapter(one).args[0].model_options)
+    (c,) = dispatcher.contributions(partial.args[0].model_options)
+    (c_one,) = dispatcher.contributions(adapter(one).args[0].model_options)
     assert torch.equal(c.tokens[0], c_one.tokens[0])
     assert partial.ui["text"] == ["No face in image(s) 2: the face adapter uses the other 1 face(s)."]
 

@@ -1,7 +1,7 @@
 """Every published variant, written in the published formats and read back through the file loader."""
 import pytest
 
-from comfyui_infuse.mechanisms.ipadapter_file import load_ipadapter
+from comfyui_infuse.mechanisms.loaders.ipadapter_file import load_ipadapter
 from support import ipadapter_files as f
 
 # (variant, image_proj builder kwargs, LoRA?, expected input, expected tokens) at real SD1.5 sizes

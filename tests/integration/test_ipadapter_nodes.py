@@ -2,14 +2,14 @@
 patched model sampled with ComfyUI's samplers; bad input refused before sampling."""
 import pickle
 
+import folder_paths
 import pytest
 import torch
 
-import folder_paths
-from comfyui_infuse.extractors.features import FaceEmbeds
-from comfyui_infuse.mechanisms import hooks
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.sites import model_sites
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.core.records import FaceEmbeds
+from comfyui_infuse.mechanisms.patching import dispatcher
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from comfyui_infuse.nodes.clip_nodes import InfuseEncodeImage, InfuseLoadOpenClip
 from comfyui_infuse.nodes.ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader, InfuseIPAdapterSimple
 from support import clip_models
@@ -97,7 +97,7 @@ def test_image_embeds_from_the_encode_node_equal_image_plus_encoder(env, sd15):
 def test_image_kv_is_computed_once_and_reused_across_steps(env, sd15):
     model, run = sd15
     patched = apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder())
-    (c,) = hooks.contributions(patched.model_options)
+    (c,) = dispatcher.contributions(patched.model_options)
     run(patched, steps=1)
     first = {k: v[0].data_ptr() for k, v in c._kv.items()}
     run(patched, steps=3)
@@ -111,7 +111,7 @@ def test_moving_or_freeing_a_clone_keeps_the_live_models_caches(env, sd15):
     freed clone must not empty (or rebuild) the caches the live model uses, whatever the device or dtype."""
     model, run = sd15
     patched = apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder())
-    (c,) = hooks.contributions(patched.model_options)
+    (c,) = dispatcher.contributions(patched.model_options)
     run(patched, steps=1)
     cached = dict(c._kv)
     clone = patched.clone()
@@ -127,7 +127,7 @@ def test_style_transfer_touches_only_style_blocks(env, sd15):
     model, _ = sd15
     patched = apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder(),
                     weight_type="style transfer", weight=0.8)
-    (c,) = hooks.contributions(patched.model_options)
+    (c,) = dispatcher.contributions(patched.model_options)
     active = {k for k in c.sites() if c.weight_at(k) != 0}
     assert active == {k for k in c.sites() if k[0] == "output" and k[1] in (3, 4, 5)}
     assert all(c.weight_at(k) == 0.8 for k in active)
@@ -137,7 +137,7 @@ def test_block_weight_rules_multiply(env, sd15):
     model, _ = sd15
     patched = apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder(), weight=0.5,
                     block_weights="input=0\nmiddle=2")
-    (c,) = hooks.contributions(patched.model_options)
+    (c,) = dispatcher.contributions(patched.model_options)
     assert {c.weight_at(k) for k in c.sites() if k[0] == "input"} == {0.0}
     assert c.weight_at(("middle", 0, 0)) == 1.0 and c.weight_at(("output", 3, 0)) == 0.5
 
@@ -257,7 +257,7 @@ def test_outside_start_end_the_model_output_is_unchanged(env, sd15, tiny):
     patched = apply(model, load("sd15_base.safetensors"), image=image(), open_clip=encoder(), start_percent=0.5,
                     end_percent=0.9)
     sampling = model.get_model_object("model_sampling")
-    for c in hooks.contributions(patched.model_options):
+    for c in dispatcher.contributions(patched.model_options):
         c.prepare_run((1, 4, 8, 8), sampling)                 # what the sampler does before its first step
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 8, 8, generator=g)

@@ -3,10 +3,10 @@ and the same adapter loaded by diffusers' own IP-Adapter loader (test-only refer
 import pytest
 import torch
 
-from comfyui_infuse.extractors.features import FaceEmbeds, ImageEmbeds
-from comfyui_infuse.mechanisms.ipadapter import apply_ipadapter, image_tokens
-from comfyui_infuse.mechanisms.ipadapter_file import parse_ipadapter
-from comfyui_infuse.mechanisms.sites import model_sites
+from comfyui_infuse.core.records import FaceEmbeds, ImageEmbeds
+from comfyui_infuse.mechanisms.decoupled_attention.ipadapter import apply_ipadapter, image_tokens
+from comfyui_infuse.mechanisms.loaders.ipadapter_file import parse_ipadapter
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from support import diffusers_reference as dr
 from support import ipadapter_files as f
 

@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 
+from comfyui_infuse.core.errors import InfuseError
 from comfyui_infuse.extractors.deps import require
-from comfyui_infuse.mechanisms.errors import InfuseError
 from support.comfy_env import PACK_ROOT, find_comfyui
 
 
@@ -76,8 +76,9 @@ def test_broken_optional_dependency_shows_its_own_import_error(tmp_path, monkeyp
 
 
 def test_find_model_file_lists_the_folders_searched():
-    from comfyui_infuse.nodes.folders import find_model_file
     import folder_paths
+
+    from comfyui_infuse.nodes.folders import find_model_file
 
     with pytest.raises(InfuseError) as e:
         find_model_file("ipadapter", "nope.safetensors", "Infuse IP-Adapter Loader", "ipadapter_file")

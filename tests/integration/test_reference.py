@@ -3,9 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from comfyui_infuse.mechanisms import hooks
-from comfyui_infuse.mechanisms.reference import ReferenceAttention, apply_reference, attn1_projections
-from comfyui_infuse.mechanisms.sites import model_sites
+from comfyui_infuse.mechanisms.patching import dispatcher
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
+from comfyui_infuse.mechanisms.reference_attention.reference import (ReferenceAttention, apply_reference,
+                                                                     attn1_projections)
 
 NODE = "Infuse Reference"
 
@@ -78,7 +79,7 @@ def test_concat_equals_idm_vton_attention_and_uncond_sees_zeros(setup):
 
     extra = {"n_heads": heads, "cond_or_uncond": [1, 0], "original_shape": [1, 4, 8, 8],
              "sigmas": torch.tensor([1.0, 1.0])}
-    out = hooks.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
+    out = dispatcher.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
     with torch.no_grad():
         k_cond = torch.cat([k[1:], to_k(ref)], dim=1)
         v_cond = torch.cat([v[1:], to_v(ref)], dim=1)
@@ -89,7 +90,7 @@ def test_concat_equals_idm_vton_attention_and_uncond_sees_zeros(setup):
 
 
 def test_node_refuses_a_latent_of_another_model(tiny):
-    from comfyui_infuse.mechanisms.errors import InfuseError
+    from comfyui_infuse.core.errors import InfuseError
     from comfyui_infuse.nodes.reference_nodes import InfuseReferenceOnly
 
     model = tiny.build_model("tiny_sd15")
@@ -98,7 +99,7 @@ def test_node_refuses_a_latent_of_another_model(tiny):
         InfuseReferenceOnly.execute(model, {"samples": torch.zeros(1, 16, 8, 8)}, "concat", 1.0, 0.0, 1.0, 1, 0)
     patched = InfuseReferenceOnly.execute(model, {"samples": torch.zeros(2, 4, 6, 10)}, "cross", 0.5, 0.0, 1.0, 2,
                                           0).args[0]
-    (c,) = hooks.contributions(patched.model_options)
+    (c,) = dispatcher.contributions(patched.model_options)
     assert c.mode == "cross" and c.latent.shape == (1, 4, 6, 10) and c.cache_every == 2
 
 
@@ -112,10 +113,10 @@ def test_partial_weight_blends_plain_and_concat_attention(setup):
     q, k, v = (torch.randn(2, n, site.inner_dim, generator=g) for _ in range(3))
     extra = {"n_heads": site.heads, "cond_or_uncond": [1, 0], "original_shape": [1, 4, 8, 8],
              "sigmas": torch.tensor([1.0, 1.0])}
-    plain = hooks.SiteDispatcher(site.key, "attn1", None, ())(q, k, v, extra)
-    full = hooks.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
+    plain = dispatcher.SiteDispatcher(site.key, "attn1", None, ())(q, k, v, extra)
+    full = dispatcher.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
     c.weight = 0.5
-    half = hooks.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
+    half = dispatcher.SiteDispatcher(site.key, "attn1", None, (c,))(q, k, v, extra)
     torch.testing.assert_close(half, 0.5 * plain + 0.5 * full, rtol=0, atol=1e-5)
 
 
@@ -137,7 +138,7 @@ def test_separate_reference_unet_on_the_clean_latent(tiny):
 
 
 def test_a_reference_too_small_for_the_unet_is_named_before_sampling(tiny):
-    from comfyui_infuse.mechanisms.errors import InfuseError
+    from comfyui_infuse.core.errors import InfuseError
     from comfyui_infuse.nodes.reference_nodes import InfuseReferenceOnly
 
     model = tiny.build_model("tiny_sd15")

@@ -2,12 +2,11 @@
 attn1 at even and attn2 at odd indices, mapped to ComfyUI's keys by ComfyUI's own diffusers key table."""
 import re
 
-import pytest
-import torch
-
 import comfy.utils
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.sites import discover_sites, model_family, model_sites
+import pytest
+
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.mechanisms.patching.surfaces.unet import discover_sites, model_family, model_sites
 
 # Published numbering of the real files: width of `N.to_k_ip.weight` (out features) for each cross-attention
 # index N of ip-adapter_sd15 / ip-adapter_sdxl; the last entries are the middle block.

@@ -4,12 +4,12 @@ self-attention inputs it hands over, and one full try-on step with the garment f
 import pytest
 import torch
 
-from comfyui_infuse.extractors.features import ImageEmbeds
-from comfyui_infuse.mechanisms import tryon
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.ipadapter import apply_ipadapter, image_tokens
-from comfyui_infuse.mechanisms.sites import model_sites
-from comfyui_infuse.mechanisms.tryon_models import load_garment_unet, load_tryon_unet
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.core.records import ImageEmbeds
+from comfyui_infuse.mechanisms.decoupled_attention.ipadapter import apply_ipadapter, image_tokens
+from comfyui_infuse.mechanisms.loaders.tryon_models import load_garment_unet, load_tryon_unet
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
+from comfyui_infuse.mechanisms.recipes import idm_vton
 from support import diffusers_reference as dr
 from support import tryon_files
 
@@ -109,7 +109,7 @@ def test_garment_unet_and_the_features_it_hands_over_match_diffusers(release, lo
     ours = comfy_forward(garment, latent, t, ctx, cond_or_uncond=(0,))
     torch.testing.assert_close(ours, expected, rtol=0, atol=ATOL)
 
-    contribution = tryon.ReferenceAttention(NODE, "concat", latent, {}, source=garment, noised=False, context=ctx)
+    contribution = idm_vton.ReferenceAttention(NODE, "concat", latent, {}, source=garment, noised=False, context=ctx)
     sigma = garment.model.model_sampling.sigma(t)
     contribution.capture(model.model, sigma, ctx, {"cond_or_uncond": [0]}, {})
     sites = model_sites(model, NODE)
@@ -159,7 +159,7 @@ def test_one_tryon_step_with_garment_features_matches_diffusers(release, loaded)
         expected = tryon_unet(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample
 
     patched = model.clone()
-    reference, _ = tryon.apply_tryon(patched, garment, cloth, cloth_ctx, embeds, adapter, NODE)
+    reference, _ = idm_vton.apply_tryon(patched, garment, cloth, cloth_ctx, embeds, adapter, NODE)
     reference.capture(patched.model, garment.model.model_sampling.sigma(t[:1]), ctx, {"cond_or_uncond": [1, 0]}, {})
     ours = comfy_forward(patched, x, t, ctx, y=y)
     torch.testing.assert_close(ours, expected, rtol=0, atol=ATOL)
@@ -175,6 +175,6 @@ def test_wrong_unets_are_refused_with_named_errors(release, loaded, tmp_path, ti
     with pytest.raises(InfuseError, match="takes 9 input channels"):
         load_tryon_unet(str(other["tryon"]), NODE)
     with pytest.raises(InfuseError, match="input 'model'.*4 input channels"):
-        tryon.check_tryon_model(garment, "Infuse Try-On")
+        idm_vton.check_tryon_model(garment, "Infuse Try-On")
     with pytest.raises(InfuseError, match="input 'garment_unet'.*do not match"):
-        tryon.check_garment_unet(model, tiny.build_model("tiny_sd15"), "Infuse Try-On")
+        idm_vton.check_garment_unet(model, tiny.build_model("tiny_sd15"), "Infuse Try-On")

@@ -2,17 +2,17 @@
 pose through the try-on node, sampled with ComfyUI's samplers; bad input refused before sampling."""
 import json
 
-import pytest
-import torch
-
 import comfy.clip_vision
 import comfy.sample
 import comfy.sd
 import folder_paths
-from comfyui_infuse.mechanisms import hooks
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.reference import ReferenceAttention
-from comfyui_infuse.mechanisms.tryon import with_concat
+import pytest
+import torch
+
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.mechanisms.patching import dispatcher
+from comfyui_infuse.mechanisms.recipes.idm_vton import with_concat
+from comfyui_infuse.mechanisms.reference_attention.reference import ReferenceAttention
 from comfyui_infuse.nodes.tryon_nodes import InfuseLoadIDMVTON, InfuseTryOn, InfuseTryOnMask
 from support import tryon_files
 
@@ -66,7 +66,7 @@ def sample(model, pos, neg, latent, steps=2):
 
 
 def reference_of(model) -> ReferenceAttention:
-    return next(c for c in hooks.contributions(model.model_options) if isinstance(c, ReferenceAttention))
+    return next(c for c in dispatcher.contributions(model.model_options) if isinstance(c, ReferenceAttention))
 
 
 def test_tryon_samples_with_one_garment_pass_per_step(env):

@@ -1,10 +1,10 @@
 """Weight types target the blocks InstantStyle names (diffusers names, mapped by ComfyUI's own key table)."""
+import comfy.utils
 import pytest
 
-import comfy.utils
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.schedule import WEIGHT_TYPES, block_weights, parse_block_weights
-from comfyui_infuse.mechanisms.sites import discover_sites
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.mechanisms.decoupled_attention.block_weights import WEIGHT_TYPES, block_weights, parse_block_weights
+from comfyui_infuse.mechanisms.patching.surfaces.unet import discover_sites
 
 INSTANTSTYLE = {  # diffusers attention modules
     "sdxl": {"style": {"up_blocks.0.attentions.1"}, "composition": {"down_blocks.2.attentions.1"}},

@@ -53,7 +53,7 @@ def plain_tensors(path: Path) -> Path:
 
 def embeds_file(path: Path, record) -> Path:
     """An IMAGE_EMBEDS / FACE_EMBEDS record saved as Infuse Save Embeds saves it."""
-    from comfyui_infuse.extractors.features import to_tensors
+    from comfyui_infuse.core.records import to_tensors
 
     tensors, meta = to_tensors(record)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def embeds_file(path: Path, record) -> Path:
 
 
 def image_embeds(n: int = 1, pooled: int = 1024, hidden: int = 1280, encoder: str = "clip_vision:ViT-H-14"):
-    from comfyui_infuse.extractors.features import ImageEmbeds
+    from comfyui_infuse.core.records import ImageEmbeds
 
     g = torch.Generator().manual_seed(n)
     return ImageEmbeds(encoder, torch.randn(n, pooled, generator=g), torch.randn(n, 257, hidden, generator=g),
@@ -71,7 +71,7 @@ def image_embeds(n: int = 1, pooled: int = 1024, hidden: int = 1280, encoder: st
 
 def face_embeds(n: int = 1):
     """Face embeddings without detection data (as from another tool): no boxes, no keypoints."""
-    from comfyui_infuse.extractors.features import FaceEmbeds
+    from comfyui_infuse.core.records import FaceEmbeds
 
     return FaceEmbeds.from_raw("antelopev2", torch.randn(n, 512, generator=torch.Generator().manual_seed(n)))
 

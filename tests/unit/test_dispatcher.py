@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from comfyui_infuse.mechanisms.hooks import Contribution, SiteDispatcher
+from comfyui_infuse.mechanisms.patching.dispatcher import Contribution, SiteDispatcher
 
 HEADS, DIM = 2, 16
 SITE = ("input", 1, 0)

@@ -4,10 +4,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from comfyui_infuse.core.errors import InfuseError, check_percent_range
+from comfyui_infuse.core.files import load_weights, safetensors_keys
 from comfyui_infuse.extractors.clip_vision import as_rgb
-from comfyui_infuse.mechanisms.errors import InfuseError, check_percent_range
-from comfyui_infuse.mechanisms.ipadapter_file import load_ipadapter
-from comfyui_infuse.mechanisms.weights import load_weights, safetensors_keys
+from comfyui_infuse.mechanisms.loaders.ipadapter_file import load_ipadapter
 from support import faults_files
 
 NODE = "Infuse Test"

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
+from comfyui_infuse.core.errors import InfuseError
 from comfyui_infuse.extractors.deps import PIP_NAMES, require
-from comfyui_infuse.mechanisms.errors import InfuseError
 
 NODE = "Infuse Face Analysis"
 ORT_COMMAND = f'"{sys.executable}" -m pip install onnxruntime-gpu'

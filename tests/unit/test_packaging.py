@@ -23,7 +23,7 @@ except ModuleNotFoundError:   # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("__init__.py", "nodes", "mechanisms", "extractors", "workflows", "pyproject.toml", "requirements.txt",
+SHIPPED = ("__init__.py", "nodes", "core", "mechanisms", "extractors", "workflows", "pyproject.toml", "requirements.txt",
            "README.md", "LICENSE", "icon.png")
 LEFT_OUT = ("tests", "bench", ".ci")
 

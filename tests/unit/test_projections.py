@@ -3,7 +3,7 @@ through diffusers' own converter of the published `image_proj` layout."""
 import pytest
 import torch
 
-from comfyui_infuse.mechanisms.projections import projection_from_state_dict
+from comfyui_infuse.mechanisms.decoupled_attention.projections import projection_from_state_dict
 from support import ipadapter_files as f
 
 diffusers_loader = pytest.importorskip("diffusers.loaders.unet")

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from comfyui_infuse.mechanisms.errors import InfuseError
-from comfyui_infuse.mechanisms.schedule import (ApplyTo, SigmaRange, check_mask_aspect, mask_to_tokens,
-                                                normalize_mask, token_grid)
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.mechanisms.patching.gate import (ApplyTo, SigmaRange, check_mask_aspect, mask_to_tokens,
+                                                     normalize_mask, token_grid)
 
 
 @pytest.mark.parametrize("latent, level_tokens", [

@@ -12,7 +12,7 @@ Base is the original block, or a "dit" patch another pack installed at that key 
 the same args). A patch another pack installs at the key *after* Infuse replaces the dispatcher there, as
 ComfyUI's replace semantics say: Infuse's contributions then stop at that block (at the others they go on).
 
-The Gate (weight, per-site weight, sigma range, CFG branch, mask) is hooks.Contribution's: a contribution whose
+The Gate (weight, per-site weight, sigma range, CFG branch, mask) is dispatcher.Contribution's: a contribution whose
 gate is zero at a block is never computed there. Schedules are bound once per run by hooks' OUTER_SAMPLE
 wrapper, which finds contributions in the same registry as the attention dispatcher's. Masks are resized to
 the token grid the DIFFUSION_MODEL wrapper records once per model call (dit_call.record_layout).
@@ -24,12 +24,12 @@ from typing import Iterable
 
 import torch
 
-from ... import hooks
-from ...contribution import active_contributions
-from ...errors import InfuseError
-from ...schedule import mask_to_tokens
-from ...sites import comfy_model_type
+from ....core.errors import InfuseError
+from .. import dispatcher
+from ..contribution import active_contributions
+from ..gate import mask_to_tokens
 from .dit_call import LAYOUT_KEY, BlockCall, BlockState, record_layout, split_tokens
+from .unet import comfy_model_type
 
 DIT = "dit"
 BLOCK_KINDS = ("double_block", "single_block")
@@ -78,7 +78,7 @@ def block_sites(model, node: str) -> list[BlockSite]:
     return discover_blocks(diffusion_model)
 
 
-class BlockContribution(hooks.Contribution):
+class BlockContribution(dispatcher.Contribution):
     """One mechanism's change to DiT blocks; subclasses implement `block_delta`.
 
     `block_delta(block_input, block_output, call)` returns the unweighted addition to the image tokens,
@@ -212,9 +212,9 @@ def install(model, sites: Iterable[BlockSite], contribution: BlockContribution |
     if contribution is not None:
         contribution.site_keys = contribution.site_keys | {s.key for s in sites}
         options = model.model_options["transformer_options"]
-        registered = options.get(hooks.REGISTRY_KEY, hooks.Registered())
+        registered = options.get(dispatcher.REGISTRY_KEY, dispatcher.Registered())
         if not any(c is contribution for c in registered):
-            options[hooks.REGISTRY_KEY] = hooks.Registered(registered + (contribution,))
+            options[dispatcher.REGISTRY_KEY] = dispatcher.Registered(registered + (contribution,))
     for site in sites:
         current = model.model_options["transformer_options"].get("patches_replace", {}).get(DIT, {}).get(site.key)
         if _is_dispatcher(current):
@@ -223,8 +223,8 @@ def install(model, sites: Iterable[BlockSite], contribution: BlockContribution |
             new = BlockDispatcher(site.key, current, (contribution,) if contribution is not None else ())
         model.set_model_patch_replace(new, DIT, *site.key)
     outer = comfy.patcher_extension.WrappersMP.OUTER_SAMPLE
-    if not model.get_wrappers(outer, hooks.RUN_WRAPPER_KEY):          # binds schedules once per run
-        model.add_wrapper_with_key(outer, hooks.RUN_WRAPPER_KEY, hooks._prepare_run)
+    if not model.get_wrappers(outer, dispatcher.RUN_WRAPPER_KEY):          # binds schedules once per run
+        model.add_wrapper_with_key(outer, dispatcher.RUN_WRAPPER_KEY, dispatcher._prepare_run)
     per_call = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
     if not model.get_wrappers(per_call, LAYOUT_WRAPPER_KEY):
         model.add_wrapper_with_key(per_call, LAYOUT_WRAPPER_KEY, record_layout)
@@ -236,7 +236,7 @@ def add_block_contribution(model, contribution: BlockContribution, sites: Iterab
     install(model, all_sites if sites is None else sites, contribution)
     extra = contribution.models()
     if extra:   # ComfyUI loads these with the model before sampling (device placement, offload, dtype)
-        key = hooks.ADDITIONAL_MODELS_KEY
+        key = dispatcher.ADDITIONAL_MODELS_KEY
         model.set_additional_models(key, model.get_additional_models_with_key(key) + extra)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InfuseError
+from ....core.errors import InfuseError
 
 SiteKey = tuple[str, int, int]
 

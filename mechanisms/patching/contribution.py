@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InfuseError
-from .schedule import MASK_MODES, ApplyTo, SigmaRange, check_mask_aspect, mask_to_tokens, normalize_mask
-from .sites import SiteKey
-
+from ...core.errors import InfuseError
+from .gate import MASK_MODES, ApplyTo, SigmaRange, check_mask_aspect, mask_to_tokens, normalize_mask
+from .surfaces.unet import SiteKey
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,7 @@ def base_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_opti
 def active_contributions(contributions, site, options: dict, cond_or_uncond: list) -> list[tuple]:
     """The Gate at one site for one call, for every surface: (contribution, weight here, chunks it applies to)
     of each contribution that acts. The sigma is read from `options` only when a schedule needs it."""
-    from .schedule import current_sigma
+    from .gate import current_sigma
 
     plan, sigma = [], None
     for c in contributions:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .hooks import Contribution, SiteCall, add_contribution, base_attention
-from .sites import Site, SiteKey
+from ..patching.dispatcher import Contribution, SiteCall, add_contribution, base_attention
+from ..patching.surfaces.unet import Site, SiteKey
 
 MODES = ("concat", "cross")
 WRAPPER_KEY = "infuse.reference.pass"
@@ -147,7 +147,7 @@ def attn1_projections(model, sites: list[Site]) -> dict:
 
 
 def _reference_pass(executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
-    from .hooks import contributions
+    from ..patching.dispatcher import contributions
 
     for c in contributions({"transformer_options": transformer_options}):
         if isinstance(c, ReferenceAttention):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InfuseError
-from .hooks import Contribution, SiteCall, base_attention
-from .sites import Site, SiteKey
+from ...core.errors import InfuseError
+from ..patching.dispatcher import Contribution, SiteCall, base_attention
+from ..patching.surfaces.unet import Site, SiteKey
 
 
 class DecoupledCrossAttention(Contribution):

@@ -5,12 +5,12 @@ import re
 
 import torch
 
-from ..extractors.features import FaceEmbeds, ImageEmbeds
-from .cross_attention import DecoupledCrossAttention, site_kv_weights
-from .errors import InfuseError
-from .hooks import add_contribution
-from .ipadapter_file import IPAdapterModel
-from .sites import comfy_model_type, family_name, model_family, model_sites
+from ...core.errors import InfuseError
+from ...core.records import FaceEmbeds, ImageEmbeds
+from ..patching.dispatcher import add_contribution
+from ..patching.surfaces.unet import comfy_model_type, family_name, model_family, model_sites
+from .adapter import IPAdapterModel
+from .attention import DecoupledCrossAttention, site_kv_weights
 
 COMBINE = ("concat", "average")
 

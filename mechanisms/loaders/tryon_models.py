@@ -15,17 +15,16 @@ from __future__ import annotations
 import os
 import re
 
-import torch
-
 import comfy.model_base
 import comfy.supported_models as sm
 import comfy.utils
+import torch
 
+from ...core.errors import InfuseError
+from ..decoupled_attention.adapter import IPAdapterModel
+from ..decoupled_attention.projections import projection_from_state_dict
+from ..patching.surfaces.unet import discover_sites
 from .diffusers_unet import build_unet, comfy_unet_config, infer_config, read_config, read_weights
-from .errors import InfuseError
-from .ipadapter_file import IPAdapterModel
-from .projections import projection_from_state_dict
-from .sites import discover_sites
 
 TRYON_CHANNELS = 13
 CONCAT_KEY = "infuse_tryon_concat"        # conditioning key: [1, 9, h, w] = mask, masked person, pose latents

@@ -1,4 +1,4 @@
-"""An IP-Adapter file as a typed record: its projection model, its per-site K/V weights, its variant.
+"""An IP-Adapter file read into an IPAdapterModel: its projection model, its per-site K/V weights, its variant.
 
 The variant is read from keys and shapes, never from the file name:
 - base model: the number of cross-attention layers in `ip_adapter` (16 -> SD1.5, 70 -> SDXL);
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 
-import torch
-
-from .errors import InfuseError
-from .projections import projection_from_state_dict
-from .weights import load_weights, safetensors_keys
+from ...core.errors import InfuseError
+from ...core.files import load_weights, safetensors_keys
+from ..decoupled_attention.adapter import IPAdapterModel
+from ..decoupled_attention.projections import projection_from_state_dict
 
 FAMILY_BY_SITES = {16: "sd15", 70: "sdxl"}
 
@@ -29,39 +27,6 @@ VARIANTS = {
     "faceid_plus": ("faceid_plus", "face+hidden"),
 }
 FACE_EMBEDDING_DIM = 512     # ArcFace; no CLIP encoder has hidden states this wide (1024, 1280, 1664)
-
-
-@dataclass(eq=False)
-class IPAdapterModel:
-    name: str
-    family: str                        # "sd15" | "sdxl"
-    variant: str                       # base, plus, full_face, faceid, faceid_portrait, faceid_plus
-    projection_kind: str
-    projection: torch.nn.Module
-    image_input: str                   # pooled | hidden | face | face_raw | face+hidden
-    image_dim: int                     # width of the CLIP features the projection takes (0: face only)
-    cross_dim: int                     # width of the image tokens (the UNet's context width)
-    kv: dict[int, tuple[torch.Tensor, torch.Tensor]]   # site number (processor 2n+1) -> (to_k_ip, to_v_ip)
-    lora: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    @property
-    def tokens(self) -> int:
-        """Image tokens per image (full-face: one per CLIP hidden state)."""
-        p = self.projection
-        return getattr(p, "tokens", None) or (p.latents.shape[1] if hasattr(p, "latents") else 257)
-
-    @property
-    def uses_clip(self) -> bool:
-        return "pooled" in self.image_input or "hidden" in self.image_input
-
-    @property
-    def uses_face(self) -> bool:
-        return "face" in self.image_input
-
-    def describe(self) -> str:
-        from .sites import family_name
-
-        return f"{family_name(self.family)} IP-Adapter {self.variant} ({self.image_input} input, {self.tokens} tokens)"
 
 
 def _split(data: dict, name: str, node: str, input_name: str) -> tuple[dict, dict]:

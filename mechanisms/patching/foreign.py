@@ -12,7 +12,7 @@ base. Nothing is written back into the model's options.
 """
 from __future__ import annotations
 
-from .hooks import ATTENTION_KINDS, REGISTRY_KEY, SiteDispatcher, _is_dispatcher
+from .dispatcher import ATTENTION_KINDS, REGISTRY_KEY, SiteDispatcher, _is_dispatcher
 
 WRAPPER_KEY = "infuse.dispatcher.foreign"
 

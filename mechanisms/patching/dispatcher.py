@@ -33,7 +33,7 @@ from typing import Iterable
 import torch
 
 from .contribution import Contribution, SiteCall, active_contributions, base_attention  # noqa: F401 (re-exported)
-from .sites import Site, SiteKey, model_sites
+from .surfaces.unet import Site, SiteKey, model_sites
 
 ATTENTION_KINDS = ("attn1", "attn2")
 RUN_WRAPPER_KEY = "infuse.dispatcher.run"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from ..extractors.features import FaceEmbeds
-from .errors import InfuseError
-from .ipadapter import image_tokens
-from .ipadapter_file import IPAdapterModel
+from ...core.errors import InfuseError
+from ...core.records import FaceEmbeds
+from ..decoupled_attention.adapter import IPAdapterModel
+from ..decoupled_attention.ipadapter import image_tokens
 
 
 def check_instantid(adapter: IPAdapterModel, node: str, input_name: str = "instantid") -> None:
@@ -68,8 +68,8 @@ def identitynet_conditioning(positive: list, negative: list, control_net, keypoi
     if strength == 0:
         return positive, negative
     if mask is not None:
-        from .residual import masked_controlnet
-        from .schedule import normalize_mask
+        from ..patching.gate import normalize_mask
+        from ..residual.controlnet import masked_controlnet
 
         control_net = masked_controlnet(control_net, normalize_mask(mask, node))
     hint = keypoints.movedim(-1, 1)

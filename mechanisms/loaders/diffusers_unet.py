@@ -14,8 +14,8 @@ import re
 
 import torch
 
-from .errors import InfuseError
-from .weights import load_weights
+from ...core.errors import InfuseError
+from ...core.files import load_weights
 
 SDXL_HEAD_CHANNELS = 64          # SDXL's attention_head_dim [5, 10, 20] over widths [320, 640, 1280]
 _SHARD = re.compile(r"^(?P<stem>.+)-\d{5}-of-(?P<total>\d{5})(?P<ext>\.safetensors|\.bin)$")

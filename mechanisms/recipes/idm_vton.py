@@ -13,12 +13,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import InfuseError
-from .ipadapter import apply_ipadapter, image_tokens
-from .ipadapter_file import IPAdapterModel
-from .reference import ReferenceAttention, apply_reference, attn1_projections
-from .sites import discover_sites, model_sites
-from .tryon_models import CONCAT_KEY, TRYON_CHANNELS
+from ...core.errors import InfuseError
+from ..decoupled_attention.adapter import IPAdapterModel
+from ..decoupled_attention.ipadapter import apply_ipadapter, image_tokens
+from ..loaders.tryon_models import CONCAT_KEY, TRYON_CHANNELS
+from ..patching.surfaces.unet import discover_sites, model_sites
+from ..reference_attention.reference import ReferenceAttention, apply_reference, attn1_projections
 
 LATENT_SCALE = 8
 ASPECT_TOLERANCE = 0.02
