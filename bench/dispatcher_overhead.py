@@ -16,7 +16,7 @@ class ZeroWeight(dispatcher.Contribution):
 def variants(model):
     empty = model.clone()
     for kind in dispatcher.ATTENTION_KINDS:
-        dispatcher.install(empty, kind, model_sites(model, "bench"))
+        dispatcher.install(empty, kind, model_sites(model))
     zero = model.clone()
     dispatcher.add_contribution(zero, ZeroWeight("bench", weight=0.0))
     return {"dispatcher, no contributions": empty, "dispatcher, one weight-0 contribution": zero}

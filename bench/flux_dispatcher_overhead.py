@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-import harness  # puts tests/ on sys.path, imports ComfyUI, loads the pack
+import comfy.model_management as mm
 import torch
 
-import comfy.model_management as mm
+import harness  # puts tests/ on sys.path, imports ComfyUI, loads the pack
 from comfyui_infuse.mechanisms.patching.surfaces import dit
 from support import tiny_flux
 
@@ -62,7 +62,7 @@ def main():
     times, _ = harness.interleaved(runs, lambda m: tiny_flux.sample(m, pos, neg, latent_hw=(args.latent, args.latent),
                                                                   steps=args.steps), args.steps, args.rounds)
     harness.report(f"Flux hidden {args.hidden}, {args.depth} double + {args.single} single blocks "
-                   f"({len(dit.block_sites(model, 'bench'))} dispatchers), latent {args.latent}x{args.latent}, batch 1 "
+                   f"({len(dit.block_sites(model))} dispatchers), latent {args.latent}x{args.latent}, batch 1 "
                    f"with CFG, {args.dtype}, device {mm.get_torch_device()}, {args.steps} steps x {args.rounds} rounds, "
                    f"torch {torch.__version__}", times)
 

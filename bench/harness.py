@@ -80,7 +80,7 @@ def run(args, make_variants, model=None, conditioning=None) -> dict:
     runs = {"plain": model, **make_variants(model)}
     times, outputs = interleaved(runs, lambda m: tiny_models.sample(m, pos, neg, latent_hw=(args.latent, args.latent),
                                                                    steps=args.steps), args.steps, args.rounds)
-    report(f"model {args.model} ({len(model_sites(model, 'bench'))} attention sites), latent {args.latent}x"
+    report(f"model {args.model} ({len(model_sites(model))} attention sites), latent {args.latent}x"
            f"{args.latent}, batch 1 with CFG, {args.dtype}, device {mm.get_torch_device()}, "
            f"{args.steps} steps x {args.rounds} rounds, torch {torch.__version__}", times)
     return outputs

@@ -16,22 +16,22 @@ from support import ipadapter_files as f
 
 
 def variants(model):
-    sites = model_sites(model, "bench")
+    sites = model_sites(model)
     ctx = sites[0].context_dim
     widths = [s.inner_dim for s in sites]
     instantid = parse_ipadapter({"image_proj": f.image_proj("resampler", cross=ctx, clip_hidden=512,
                                                             resampler_dim=1280 if ctx == 2048 else 128),
-                                 "ip_adapter": f.ip_layers(widths, ctx, seed=2)}, "instantid", "bench")
+                                 "ip_adapter": f.ip_layers(widths, ctx, seed=2)}, "instantid")
     ipadapter = parse_ipadapter({"image_proj": f.image_proj("linear", cross=ctx, clip_pooled=1024),
-                                 "ip_adapter": f.ip_layers(widths, ctx, seed=3)}, "ip-adapter", "bench")
+                                 "ip_adapter": f.ip_layers(widths, ctx, seed=3)}, "ip-adapter")
     faces = FaceEmbeds.from_raw("bench", torch.randn(1, 512) * 20)
     embeds = ImageEmbeds("bench", torch.randn(1, 1024), torch.randn(1, 257, 1280), torch.randn(1, 257, 1280))
-    id_c, id_u = face_tokens(instantid, faces, "bench")
-    ip_c, ip_u = image_tokens(ipadapter, "bench", embeds=embeds)
+    id_c, id_u = face_tokens(instantid, faces)
+    ip_c, ip_u = image_tokens(ipadapter, embeds=embeds)
     face_only = model.clone()
-    apply_ipadapter(face_only, instantid, id_c, id_u, "bench", weight=0.8)
+    apply_ipadapter(face_only, instantid, id_c, id_u, weight=0.8)
     both = face_only.clone()
-    apply_ipadapter(both, ipadapter, ip_c, ip_u, "bench", weight=0.6)
+    apply_ipadapter(both, ipadapter, ip_c, ip_u, weight=0.6)
     return {"instantid adapter (16 tokens)": face_only, "ip-adapter + instantid adapter": both}
 
 

@@ -14,7 +14,7 @@ from support import ipadapter_files as f
 
 
 def variants(model, name):
-    sites = model_sites(model, "bench")
+    sites = model_sites(model)
     ctx = sites[0].context_dim
     embeds = ImageEmbeds("bench", torch.randn(1, 1024), torch.randn(1, 257, 1280), torch.randn(1, 257, 1280))
     out = {}
@@ -22,10 +22,10 @@ def variants(model, name):
                         ("ip-adapter plus (16 tokens)", f.image_proj("resampler", cross=ctx,
                                                                       resampler_dim=768 if ctx == 768 else 1280))):
         adapter = parse_ipadapter({"image_proj": proj, "ip_adapter": f.ip_layers([s.inner_dim for s in sites], ctx)},
-                                  label, "bench")
-        cond, uncond = image_tokens(adapter, "bench", embeds=embeds)
+                                  label)
+        cond, uncond = image_tokens(adapter, embeds=embeds)
         m = model.clone()
-        apply_ipadapter(m, adapter, cond, uncond, "bench")
+        apply_ipadapter(m, adapter, cond, uncond)
         out[label] = m
     return out
 

@@ -11,7 +11,7 @@ from harness import parser, run
 
 
 def variants(model, latent_side):
-    sites = model_sites(model, "bench")
+    sites = model_sites(model)
     latent = model.model.process_latent_in(torch.randn(1, 4, latent_side, latent_side))
     out = {}
     for label, k in (("reference-only, exact (every step)", 1), ("reference-only, cache k=4", 4)):

@@ -34,12 +34,12 @@ def tryon_parts(width: int, dtype):
     unet = dict(tiny_models.SDXL_UNET, model_channels=width)
     tryon = build(TryOnSDXL, dict(unet, in_channels=13), 0, dtype)
     garment = build(GarmentSDXL, dict(unet, adm_in_channels=None, num_classes=None), 1, dtype)
-    sites = model_sites(tryon, "bench")
+    sites = model_sites(tryon)
     ctx = unet["context_dim"]
     adapter = parse_ipadapter({"image_proj": ipadapter_files.image_proj("resampler", cross=ctx, clip_hidden=CLIP_HIDDEN,
                                                                         resampler_dim=1280, depth=4),
                                "ip_adapter": ipadapter_files.ip_layers([s.inner_dim for s in sites], ctx)},
-                              "idm-vton unet", "bench")
+                              "idm-vton unet")
     return tryon, garment, adapter
 
 
@@ -54,7 +54,7 @@ def variants(model, garment, adapter, latent_side):
                                      ("try-on, cache k=4", 4, 1.0),
                                      ("image prompt only (garment weight 0)", 1, 0.0)):
         m = model.clone()
-        apply_tryon(m, garment, garment_latent, context, embeds, adapter, "bench", garment_weight=garment_weight,
+        apply_tryon(m, garment, garment_latent, context, embeds, adapter, garment_weight=garment_weight,
                     cache_every=k)
         out[label] = m
     return out

@@ -13,22 +13,22 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
 
-def _unreadable(name: str, e: Exception, node: str, input_name: str) -> InfuseError:
-    return InfuseError(node, f"'{name}' could not be read; it is truncated or not a weights file "
-                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).",
+def _unreadable(name: str, e: Exception, input_name: str) -> InfuseError:
+    return InfuseError(f"'{name}' could not be read; it is truncated or not a weights file "
+                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).",
                        "download the file again and compare its size with the original.", input_name=input_name)
 
 
-def _check_exists(path: str, node: str, input_name: str) -> None:
+def _check_exists(path: str, input_name: str) -> None:
     if not os.path.isfile(path):
-        raise InfuseError(node, f"'{path}' does not exist.", "choose a file that is in the model folder.",
+        raise InfuseError(f"'{path}' does not exist.", "choose a file that is in the model folder.",
                           input_name=input_name)
 
 
-def safetensors_keys(path: str, node: str, input_name: str) -> list[str] | None:
+def safetensors_keys(path: str, input_name: str) -> list[str] | None:
     """The tensor names of a .safetensors file, read from its header only (None for other formats), so a file of
     the wrong kind is refused without reading gigabytes of weights."""
-    _check_exists(path, node, input_name)
+    _check_exists(path, input_name)
     if not path.endswith(SAFETENSORS_SUFFIXES):
         return None
     from safetensors import safe_open
@@ -37,15 +37,15 @@ def safetensors_keys(path: str, node: str, input_name: str) -> list[str] | None:
         with safe_open(path, framework="pt") as f:
             return list(f.keys())
     except Exception as e:  # truncated or corrupt headers raise several types
-        raise _unreadable(os.path.basename(path), e, node, input_name) from e
+        raise _unreadable(os.path.basename(path), e, input_name) from e
 
 
-def load_weights(path: str, node: str, input_name: str) -> dict:
+def load_weights(path: str, input_name: str) -> dict:
     """The file's contents as a dict (nested dicts kept), on the CPU; any failure names the file."""
     name = os.path.basename(path)
-    _check_exists(path, node, input_name)
+    _check_exists(path, input_name)
     if not path.endswith(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES):
-        raise InfuseError(node, f"'{name}' has an unknown file type.", "use a .safetensors (or .bin) file.",
+        raise InfuseError(f"'{name}' has an unknown file type.", "use a .safetensors (or .bin) file.",
                           input_name=input_name)
     try:
         if path.endswith(SAFETENSORS_SUFFIXES):
@@ -54,14 +54,14 @@ def load_weights(path: str, node: str, input_name: str) -> dict:
             return load_file(path, device="cpu")
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise InfuseError(node, f"'{name}' is not a plain weights file: it contains Python objects that "
-                                f"would run code when loaded, so it was not loaded ({str(e).splitlines()[0]}).",
+        raise InfuseError(f"'{name}' is not a plain weights file: it contains Python objects that "
+                          f"would run code when loaded, so it was not loaded ({str(e).splitlines()[0]}).",
                           "use the .safetensors version of this model, or a file from its official source.",
                           input_name=input_name) from e
     except Exception as e:  # truncated or corrupt files raise many types
-        raise _unreadable(name, e, node, input_name) from e
+        raise _unreadable(name, e, input_name) from e
     if not isinstance(data, dict):
-        raise InfuseError(node, f"'{name}' holds a {type(data).__name__}, not a dict of named weights.",
+        raise InfuseError(f"'{name}' holds a {type(data).__name__}, not a dict of named weights.",
                           "choose the model file itself (a .safetensors or .bin of named tensors).",
                           input_name=input_name)
     return data

@@ -22,23 +22,23 @@ MAX_SIDE = 8192
 KNOWN_ENCODERS = {(1280, 1024): "ViT-H-14", (1664, 1280): "ViT-bigG-14", (1024, 768): "ViT-L-14"}
 
 
-def as_rgb(images: torch.Tensor, node: str, input_name: str = "image") -> torch.Tensor:
+def as_rgb(images: torch.Tensor, input_name: str = "image") -> torch.Tensor:
     """ComfyUI IMAGE [B, H, W, C] with 1, 3 or 4 channels -> [B, H, W, 3]; bad batches are errors."""
     if not isinstance(images, torch.Tensor):   # ComfyUI lets an API workflow give a value where a link belongs
-        raise InfuseError(node, f"got the value {images!r:.60} where an IMAGE is expected.",
+        raise InfuseError(f"got the value {images!r:.60} where an IMAGE is expected.",
                           "connect the input to a node that outputs images; in an API workflow write a link "
                           "[node_id, output_index], e.g. to a LoadImage node, instead of a file name.",
                           input_name=input_name)
     if images.ndim != 4 or images.shape[0] == 0:
-        raise InfuseError(node, f"the image batch has shape {tuple(images.shape)}; it must hold at least one image.",
+        raise InfuseError(f"the image batch has shape {tuple(images.shape)}; it must hold at least one image.",
                           "connect a Load Image node (or a batch with images in it).", input_name=input_name)
     h, w, c = images.shape[1:]
     if c not in (1, 3, 4):
-        raise InfuseError(node, f"images with {c} channels are not supported.",
+        raise InfuseError(f"images with {c} channels are not supported.",
                           "convert the image to RGB first.", input_name=input_name)
     if max(h, w) > MAX_SIDE:
-        raise InfuseError(node, f"the image is {w}x{h}; sides above {MAX_SIDE} pixels are refused "
-                                "(the encoders see a few hundred pixels anyway).",
+        raise InfuseError(f"the image is {w}x{h}; sides above {MAX_SIDE} pixels are refused "
+                          "(the encoders see a few hundred pixels anyway).",
                           "downscale it first (Upscale Image By 0.25, say).", input_name=input_name)
     if c == 1:
         return images.expand(-1, -1, -1, 3)
@@ -120,23 +120,23 @@ class OpenClipVision:
         return out["image_features"].float().cpu(), hidden.float().cpu()
 
 
-def load_open_clip(arch: str, path: str, node: str) -> OpenClipVision:
+def load_open_clip(arch: str, path: str) -> OpenClipVision:
     """Build `arch` with open-clip (no download) and load the image tower from a local weights file."""
     from ..core.files import load_weights
 
-    open_clip = require("open_clip", node)
+    open_clip = require("open_clip")
     if arch not in open_clip.list_models():
-        raise InfuseError(node, f"open-clip has no architecture '{arch}'.",
+        raise InfuseError(f"open-clip has no architecture '{arch}'.",
                           "use one of: ViT-H-14, ViT-bigG-14, ViT-L-14, EVA02-L-14-336 (open_clip.list_models()).",
                           input_name="architecture")
-    sd = load_weights(path, node, "clip_name")
+    sd = load_weights(path, "clip_name")
     visual_sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")} or sd
     visual = _build_visual(open_clip, arch)
     try:
         visual.load_state_dict(visual_sd, strict=True)
     except RuntimeError as e:
-        raise InfuseError(node, f"the weights file does not hold a {arch} image tower "
-                                f"({str(e).splitlines()[0]}...).",
+        raise InfuseError(f"the weights file does not hold a {arch} image tower "
+                          f"({str(e).splitlines()[0]}...).",
                           "choose the architecture the file was trained as, or another file.",
                           input_name="clip_name") from e
     return OpenClipVision(arch, visual)
@@ -156,14 +156,14 @@ def _build_visual(open_clip, arch: str) -> torch.nn.Module:
     return open_clip.create_model(arch, pretrained=None, device="cpu").visual
 
 
-def encode(encoder, images: torch.Tensor, node: str, mode: str = "crop", input_name: str = "image") -> ImageEmbeds:
+def encode(encoder, images: torch.Tensor, mode: str = "crop", input_name: str = "image") -> ImageEmbeds:
     """Encode a batch of images, one at a time (ComfyUI's progress bar follows), plus the zero image."""
     import comfy.utils
 
     if mode not in CROP_MODES:
-        raise InfuseError(node, f"crop mode must be one of {CROP_MODES}, got '{mode}'.",
+        raise InfuseError(f"crop mode must be one of {CROP_MODES}, got '{mode}'.",
                           "pick crop, pad or squash.", input_name="crop")
-    images = as_rgb(images, node, input_name)
+    images = as_rgb(images, input_name)
     pooled, hidden = [], []
     bar = comfy.utils.ProgressBar(images.shape[0])
     for image in images:
@@ -174,3 +174,17 @@ def encode(encoder, images: torch.Tensor, node: str, mode: str = "crop", input_n
     # the unconditional input of the hidden-state variants: a zero image in normalised pixel space
     _, uncond = encoder(torch.zeros(1, 3, encoder.size, encoder.size))
     return ImageEmbeds(encoder.name, torch.cat(pooled), torch.cat(hidden), uncond)
+
+
+def one_encoder(clip_vision, open_clip):
+    """The one encoder connected to a node (ComfyUI CLIP_VISION or an open-clip tower)."""
+    if clip_vision is not None and open_clip is not None:
+        raise InfuseError("both a CLIP vision model and an open-clip model are connected.",
+                          "connect only one of them.", input_name="clip_vision")
+    if clip_vision is not None:
+        return ComfyClipVision(clip_vision)
+    if open_clip is not None:
+        return open_clip
+    raise InfuseError("no CLIP image encoder is connected.",
+                      "connect Load CLIP Vision (or Infuse Load open-clip Vision) to clip_vision.",
+                      input_name="clip_vision")

@@ -54,7 +54,7 @@ def missing_module(error: ImportError, module: str) -> str:
     return module if name == module.split(".")[0] else name
 
 
-def _import(module: str, node: str, needed_by: str | None = None) -> ModuleType:
+def _import(module: str, needed_by: str | None = None) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as e:
@@ -63,7 +63,6 @@ def _import(module: str, node: str, needed_by: str | None = None) -> ModuleType:
         via = f" (imported by '{by}', which is installed)" if by else ""
         note = f" ({PIP_NOTES[missing]})" if missing in PIP_NOTES else ""
         raise InfuseError(
-            node,
             f"this node needs the Python package '{missing}'{via}, which could not be imported "
             f"({type(e).__name__}: {e}).",
             f"install it into the Python that runs ComfyUI: {pip_command(missing)} ; then restart ComfyUI.{note}",
@@ -77,9 +76,9 @@ def _installed(module: str) -> bool:
         return False
 
 
-def require(module: str, node: str) -> ModuleType:
+def require(module: str) -> ModuleType:
     """Import an optional dependency, or raise an InfuseError that says which package to install and how."""
     if _installed(module):   # then say which of its own imports is missing, not that it is
         for prerequisite in PREREQUISITES.get(module, ()):
-            _import(prerequisite, node, needed_by=module)
-    return _import(module, node)
+            _import(prerequisite, needed_by=module)
+    return _import(module)

@@ -37,12 +37,12 @@ class DetectedFace:
 
 
 def providers() -> list[str]:
-    ort = require("onnxruntime", "Infuse Face Analysis")
+    ort = require("onnxruntime")
     available = ort.get_available_providers()
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
 
 
-def find_pack_folder(name: str, roots: list[str], node: str) -> str:
+def find_pack_folder(name: str, roots: list[str]) -> str:
     """The folder holding the pack's ONNX files: <root>/models/<name>/, or one level down (a common unzip)."""
     tried = []
     for root in roots:
@@ -50,13 +50,13 @@ def find_pack_folder(name: str, roots: list[str], node: str) -> str:
             tried.append(folder)
             if os.path.isdir(folder) and any(f.endswith(".onnx") for f in os.listdir(folder)):
                 return folder
-    raise InfuseError(node, f"no insightface model pack '{name}' was found (looked in: {'; '.join(tried)}).",
+    raise InfuseError(f"no insightface model pack '{name}' was found (looked in: {'; '.join(tried)}).",
                       f"put the pack's ONNX files in {EXPECTED_LAYOUT}.", input_name="model_pack")
 
 
 class FaceAnalyzer:
-    def __init__(self, name: str, folder: str, node: str, det_size: int = 640):
-        require("insightface", node)
+    def __init__(self, name: str, folder: str, det_size: int = 640):
+        require("insightface")
         from insightface.model_zoo import model_zoo
 
         self.name, self.folder, self.det_size = name, folder, det_size
@@ -66,14 +66,14 @@ class FaceAnalyzer:
             try:
                 model = model_zoo.get_model(os.path.join(folder, f), providers=providers())
             except Exception as e:  # a broken file is reported with the layout below
-                raise InfuseError(node, f"'{f}' in {folder} could not be loaded by onnxruntime ({e}).",
+                raise InfuseError(f"'{f}' in {folder} could not be loaded by onnxruntime ({e}).",
                                   "download the pack again.", input_name="model_pack") from e
             if model is not None and model.taskname in ("detection", "recognition"):
                 found.setdefault(model.taskname, model)
         missing = [t for t in ("detection", "recognition") if t not in found]
         if missing:
-            raise InfuseError(node, f"the folder {folder} has no {' and no '.join(missing)} model "
-                                    f"(files found: {', '.join(files) or 'none'}).",
+            raise InfuseError(f"the folder {folder} has no {' and no '.join(missing)} model "
+                              f"(files found: {', '.join(files) or 'none'}).",
                               f"the expected layout is {EXPECTED_LAYOUT}.", input_name="model_pack")
         self.detector, self.recogniser = found["detection"], found["recognition"]
         self.detector.prepare(ctx_id=0, input_size=(det_size, det_size))
@@ -93,9 +93,9 @@ class FaceAnalyzer:
         return out
 
 
-def select_face(faces: list[DetectedFace], selection: str, index: int, image_number: int, node: str) -> DetectedFace:
+def select_face(faces: list[DetectedFace], selection: str, index: int, image_number: int) -> DetectedFace:
     if not faces:
-        raise InfuseError(node, f"no face was found in image {image_number}.",
+        raise InfuseError(f"no face was found in image {image_number}.",
                           "use a photo where the face is clearly visible, or a larger detection size.",
                           input_name="image")
     if selection == "largest":
@@ -103,12 +103,12 @@ def select_face(faces: list[DetectedFace], selection: str, index: int, image_num
     ordered = sorted(faces, key=lambda f: f.bbox[0]) if selection == "left-to-right" else \
         sorted(faces, key=lambda f: -f.area)
     if index >= len(ordered):
-        raise InfuseError(node, f"image {image_number} has {len(ordered)} face(s); face index {index} does not exist.",
+        raise InfuseError(f"image {image_number} has {len(ordered)} face(s); face index {index} does not exist.",
                           f"use an index from 0 to {len(ordered) - 1}.", input_name="face_index")
     return ordered[index]
 
 
-def analyze(analyzer: FaceAnalyzer, images: torch.Tensor, node: str, selection: str = "largest",
+def analyze(analyzer: FaceAnalyzer, images: torch.Tensor, selection: str = "largest",
             index: int = 0, no_face: str = "error") -> FaceEmbeds:
     """One selected face per image of a ComfyUI IMAGE batch -> FACE_EMBEDS (progress bar per image).
 
@@ -119,18 +119,18 @@ def analyze(analyzer: FaceAnalyzer, images: torch.Tensor, node: str, selection: 
     from .clip_vision import as_rgb
 
     if selection not in SELECTIONS:
-        raise InfuseError(node, f"face selection must be one of {SELECTIONS}, got '{selection}'.",
+        raise InfuseError(f"face selection must be one of {SELECTIONS}, got '{selection}'.",
                           "pick largest, left-to-right or index.", input_name="selection")
     if no_face not in NO_FACE:
-        raise InfuseError(node, f"no_face must be one of {NO_FACE}, got '{no_face}'.",
+        raise InfuseError(f"no_face must be one of {NO_FACE}, got '{no_face}'.",
                           "pick error, skip or pass_through.", input_name="no_face")
-    images = as_rgb(images, node)
+    images = as_rgb(images)
     picked: list[DetectedFace | None] = []
     bar = comfy.utils.ProgressBar(images.shape[0])
     for k, image in enumerate(images):
         rgb = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         found = analyzer.faces(rgb)
-        picked.append(select_face(found, selection, index, k + 1, node) if found or no_face == "error" else None)
+        picked.append(select_face(found, selection, index, k + 1) if found or no_face == "error" else None)
         bar.update(1)
     dim = next((f.embedding.shape[0] for f in picked if f is not None), 512)
     empty = DetectedFace(np.zeros(4, np.float32), np.zeros((5, 2), np.float32), 0.0, np.zeros(dim, np.float32))
@@ -145,11 +145,11 @@ def analyze(analyzer: FaceAnalyzer, images: torch.Tensor, node: str, selection: 
     return faces
 
 
-def skip_missing(faces: FaceEmbeds, images: torch.Tensor, node: str) -> tuple[FaceEmbeds, torch.Tensor]:
+def skip_missing(faces: FaceEmbeds, images: torch.Tensor) -> tuple[FaceEmbeds, torch.Tensor]:
     """The entries with a face and their images (no_face = skip); an error when no image had a face."""
     kept = faces.present()
     if kept is None:
-        raise InfuseError(node, f"no face was found in any of the {len(faces)} image(s), so skipping leaves nothing.",
+        raise InfuseError(f"no face was found in any of the {len(faces)} image(s), so skipping leaves nothing.",
                           "use photos where the face is clearly visible, a larger detection size, or no_face = "
                           "pass_through to let the identity nodes act as weight 0.", input_name="image")
     return kept, images[faces.found]
@@ -158,14 +158,14 @@ def skip_missing(faces: FaceEmbeds, images: torch.Tensor, node: str) -> tuple[Fa
 _ANALYZERS: dict[tuple[str, int], FaceAnalyzer] = {}
 
 
-def cached_analyzer(name: str, roots: list[str], node: str, det_size: int) -> FaceAnalyzer:
+def cached_analyzer(name: str, roots: list[str], det_size: int) -> FaceAnalyzer:
     """ONNX sessions are slow to create: keep the last two analyzers (pack folder, detection size)."""
-    folder = find_pack_folder(name, roots, node)
+    folder = find_pack_folder(name, roots)
     key = (folder, det_size)
     if key not in _ANALYZERS:
         if len(_ANALYZERS) >= 2:
             _ANALYZERS.pop(next(iter(_ANALYZERS)))
-        _ANALYZERS[key] = FaceAnalyzer(name, folder, node, det_size)
+        _ANALYZERS[key] = FaceAnalyzer(name, folder, det_size)
     return _ANALYZERS[key]
 
 

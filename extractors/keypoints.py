@@ -26,7 +26,7 @@ ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 7
 
 def draw_keypoints(kps: np.ndarray, width: int, height: int) -> np.ndarray:
     """[5, 2] keypoints in pixels -> RGB uint8 [height, width, 3] condition image."""
-    cv2 = require("cv2", "Infuse Face Keypoints")
+    cv2 = require("cv2")
     canvas = np.zeros((height, width, 3), dtype=np.float64)
     for a, b in LIMBS:
         (xa, ya), (xb, yb) = kps[a], kps[b]

@@ -2,13 +2,13 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .clip_nodes import InfuseEncodeImage, InfuseLoadOpenClip
-from .face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints
-from .instantid_nodes import InfuseIdentityNet, InfuseInstantID, InfuseInstantIDAdapter, InfuseLoadInstantID
 from .embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSaveEmbeds
+from .face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints
 from .inspect_model import InfuseAttentionSites
+from .instantid_nodes import InfuseIdentityNet, InfuseInstantID, InfuseInstantIDAdapter, InfuseLoadInstantID
+from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader, InfuseIPAdapterSimple
 from .reference_nodes import InfuseReferenceOnly
 from .tryon_nodes import InfuseLoadIDMVTON, InfuseTryOn, InfuseTryOnMask
-from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader, InfuseIPAdapterSimple
 
 NODES: list[type[io.ComfyNode]] = [
     InfuseIPAdapterLoader,

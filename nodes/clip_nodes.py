@@ -2,8 +2,8 @@
 import folder_paths
 from comfy_api.latest import io
 
-from ..core.errors import InfuseError
-from ..extractors.clip_vision import CROP_MODES, ComfyClipVision, encode, load_open_clip
+from ..extractors.clip_vision import CROP_MODES, encode, load_open_clip, one_encoder
+from .base import InfuseNode
 from .folders import find_model_file
 from .types import ImageEmbedsType, OpenClipType
 
@@ -16,21 +16,7 @@ CLIP_VISION_TOOLTIP = ("A CLIP vision model (Load CLIP Vision) that encodes the 
 OPEN_CLIP_TOOLTIP = "Or an image tower from Infuse Load open-clip Vision, instead of clip_vision."
 
 
-def resolve_encoder(clip_vision, open_clip, node: str):
-    """The one encoder connected to a node (ComfyUI CLIP_VISION or an open-clip tower)."""
-    if clip_vision is not None and open_clip is not None:
-        raise InfuseError(node, "both a CLIP vision model and an open-clip model are connected.",
-                          "connect only one of them.", input_name="clip_vision")
-    if clip_vision is not None:
-        return ComfyClipVision(clip_vision)
-    if open_clip is not None:
-        return open_clip
-    raise InfuseError(node, "no CLIP image encoder is connected.",
-                      "connect Load CLIP Vision (or Infuse Load open-clip Vision) to clip_vision.",
-                      input_name="clip_vision")
-
-
-class InfuseLoadOpenClip(io.ComfyNode):
+class InfuseLoadOpenClip(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -52,12 +38,11 @@ class InfuseLoadOpenClip(io.ComfyNode):
 
     @classmethod
     def execute(cls, architecture, clip_name) -> io.NodeOutput:
-        node = "Infuse Load open-clip Vision"
-        path = find_model_file("clip_vision", clip_name, node, "clip_name")
-        return io.NodeOutput(load_open_clip(architecture.strip(), path, node))
+        path = find_model_file("clip_vision", clip_name, "clip_name")
+        return io.NodeOutput(load_open_clip(architecture.strip(), path))
 
 
-class InfuseEncodeImage(io.ComfyNode):
+class InfuseEncodeImage(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -78,5 +63,4 @@ class InfuseEncodeImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, crop, clip_vision=None, open_clip=None) -> io.NodeOutput:
-        node = "Infuse Encode Image (CLIP)"
-        return io.NodeOutput(encode(resolve_encoder(clip_vision, open_clip, node), image, node, crop))
+        return io.NodeOutput(encode(one_encoder(clip_vision, open_clip), image, crop))

@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 
 from ..core.errors import InfuseError
 from ..core.records import FaceEmbeds, ImageEmbeds, from_tensors, to_tensors
-from .clip_nodes import resolve_encoder
+from ..extractors.clip_vision import one_encoder
+from .base import InfuseNode
 from .types import FaceEmbedsType, ImageEmbedsType, OpenClipType
 
 EMBEDS_FILE_TOOLTIP = ("A .safetensors file written by Infuse Save Embeds, in ComfyUI's input folder (subfolders "
@@ -23,7 +24,7 @@ def _embeds_files() -> list[str]:
     return sorted(found)
 
 
-class InfuseSaveEmbeds(io.ComfyNode):
+class InfuseSaveEmbeds(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -48,10 +49,9 @@ class InfuseSaveEmbeds(io.ComfyNode):
 
     @classmethod
     def execute(cls, filename_prefix, image_embeds=None, face_embeds=None) -> io.NodeOutput:
-        node = "Infuse Save Embeds"
         record = image_embeds if image_embeds is not None else face_embeds
         if record is None or (image_embeds is not None and face_embeds is not None):
-            raise InfuseError(node, "image_embeds and face_embeds are both connected, or neither is.",
+            raise InfuseError("image_embeds and face_embeds are both connected, or neither is.",
                               "connect exactly one of them; use two Save nodes to save both.",
                               input_name="image_embeds")
         out_dir = folder_paths.get_output_directory()
@@ -63,11 +63,11 @@ class InfuseSaveEmbeds(io.ComfyNode):
         return io.NodeOutput(rel, ui=ui.PreviewText(f"saved {rel}"))
 
 
-def _load(cls, file: str, node: str):
+def _load(cls, file: str):
     root = folder_paths.get_input_directory()
     path = os.path.abspath(os.path.join(root, file))
     if not path.startswith(os.path.abspath(root) + os.sep) or not os.path.isfile(path):
-        raise InfuseError(node, f"'{file}' is not a file in the input folder ({root}).",
+        raise InfuseError(f"'{file}' is not a file in the input folder ({root}).",
                           "put the saved embeds file in ComfyUI's input folder.", input_name="embeds_file")
     try:
         with safe_open(path, framework="pt") as f:
@@ -75,15 +75,15 @@ def _load(cls, file: str, node: str):
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         record = from_tensors(cls, tensors, meta)
     except (ValueError, KeyError, OSError, RuntimeError, SafetensorError) as e:
-        raise InfuseError(node, f"'{file}' is not a saved {cls.__name__} file ({e}).",
+        raise InfuseError(f"'{file}' is not a saved {cls.__name__} file ({e}).",
                           "choose a file written by Infuse Save Embeds.", input_name="embeds_file") from e
     if len(record) == 0:
-        raise InfuseError(node, f"'{file}' holds no embeddings (an empty batch was saved).",
+        raise InfuseError(f"'{file}' holds no embeddings (an empty batch was saved).",
                           "save the embeds again from at least one image or face.", input_name="embeds_file")
     return record
 
 
-class InfuseLoadImageEmbeds(io.ComfyNode):
+class InfuseLoadImageEmbeds(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -103,18 +103,17 @@ class InfuseLoadImageEmbeds(io.ComfyNode):
 
     @classmethod
     def execute(cls, embeds_file, clip_vision=None, open_clip=None) -> io.NodeOutput:
-        node = "Infuse Load Image Embeds"
-        embeds = _load(ImageEmbeds, embeds_file, node)
+        embeds = _load(ImageEmbeds, embeds_file)
         if clip_vision is not None or open_clip is not None:
-            encoder = resolve_encoder(clip_vision, open_clip, node)
+            encoder = one_encoder(clip_vision, open_clip)
             if encoder.name != embeds.encoder:
-                raise InfuseError(node, f"'{embeds_file}' was made by {embeds.encoder}, not by the connected "
-                                        f"{encoder.name}.", "re-encode the images with the connected encoder, or "
-                                                            "disconnect it.", input_name="embeds_file")
+                raise InfuseError(f"'{embeds_file}' was made by {embeds.encoder}, not by the connected "
+                                  f"{encoder.name}.", "re-encode the images with the connected encoder, or "
+                                                      "disconnect it.", input_name="embeds_file")
         return io.NodeOutput(embeds)
 
 
-class InfuseLoadFaceEmbeds(io.ComfyNode):
+class InfuseLoadFaceEmbeds(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -129,4 +128,4 @@ class InfuseLoadFaceEmbeds(io.ComfyNode):
 
     @classmethod
     def execute(cls, embeds_file) -> io.NodeOutput:
-        return io.NodeOutput(_load(FaceEmbeds, embeds_file, "Infuse Load Face Embeds"))
+        return io.NodeOutput(_load(FaceEmbeds, embeds_file))

@@ -6,13 +6,14 @@ from comfy_api.latest import io
 from ..extractors.clip_vision import as_rgb
 from ..extractors.face import NO_FACE, SELECTIONS, analyze, cached_analyzer, pack_names, skip_missing
 from ..extractors.keypoints import aligned_crops, keypoints_images
+from .base import InfuseNode
 from .presentation import preview_images, with_note, with_progress
 from .types import FaceEmbedsType
 
 ANALYSIS = "Infuse Face Analysis"
 
 
-class InfuseFaceAnalysis(io.ComfyNode):
+class InfuseFaceAnalysis(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -59,15 +60,15 @@ class InfuseFaceAnalysis(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, model_pack, det_size, selection, face_index, crop_size, no_face="error") -> io.NodeOutput:
-        analyzer = cached_analyzer(model_pack, folder_paths.get_folder_paths("insightface"), ANALYSIS, det_size)
-        image = as_rgb(image, ANALYSIS)
-        faces = analyze(analyzer, image, ANALYSIS, selection, face_index, no_face)
+        analyzer = cached_analyzer(model_pack, folder_paths.get_folder_paths("insightface"), det_size)
+        image = as_rgb(image)
+        faces = analyze(analyzer, image, selection, face_index, no_face)
         note = None
         if faces.missing:
             numbers = ", ".join(str(i + 1) for i in faces.missing)
             note = f"No face in image(s) {numbers}: " + ("left out." if no_face == "skip" else "passed through.")
         if no_face == "skip":
-            faces, image = skip_missing(faces, image, ANALYSIS)
+            faces, image = skip_missing(faces, image)
         hw = tuple(image.shape[1:3])
         kps = keypoints_images(faces.kps, hw, hw) * faces.found[:, None, None, None]
         crops = torch.zeros(len(faces), crop_size, crop_size, 3)          # black where there is no face
@@ -76,7 +77,7 @@ class InfuseFaceAnalysis(io.ComfyNode):
         return io.NodeOutput(faces, kps, crops, ui=with_note(preview_images(cls, crops), note))
 
 
-class InfuseFaceKeypoints(io.ComfyNode):
+class InfuseFaceKeypoints(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

@@ -48,12 +48,12 @@ def create_model_folders() -> None:
             pass
 
 
-def find_model_file(folder: str, filename: str, node: str, input_name: str) -> str:
+def find_model_file(folder: str, filename: str, input_name: str) -> str:
     """The full path of `filename` in a model folder, or an error listing every folder searched."""
     path = folder_paths.get_full_path(folder, filename) if filename else None
     if path is None or not os.path.isfile(path):
         searched = "; ".join(folder_paths.get_folder_paths(folder)) or "(no folder registered)"
-        raise InfuseError(node, f"model file '{filename}' was not found. Searched: {searched}.",
+        raise InfuseError(f"model file '{filename}' was not found. Searched: {searched}.",
                           f"put the file in one of those folders (or add a '{folder}' entry to "
                           "extra_model_paths.yaml) and refresh the node's list.", input_name=input_name)
     return path

@@ -2,11 +2,12 @@
 from comfy_api.latest import io, ui
 
 from ..mechanisms.patching.surfaces.unet import family_name, model_family, model_sites
+from .base import InfuseNode
 
 
-def site_table(model, node: str) -> str:
-    family = model_family(model, node)
-    sites = model_sites(model, node)
+def site_table(model) -> str:
+    family = model_family(model)
+    sites = model_sites(model)
     lines = [f"{family_name(family)} UNet: {len(sites)} transformer blocks (attention sites)",
              "file index (attn1/attn2)  site (block:number:depth)  width  heads"]
     for n, site in enumerate(sites):
@@ -14,7 +15,7 @@ def site_table(model, node: str) -> str:
     return "\n".join(lines)
 
 
-class InfuseAttentionSites(io.ComfyNode):
+class InfuseAttentionSites(InfuseNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -34,5 +35,5 @@ class InfuseAttentionSites(io.ComfyNode):
 
     @classmethod
     def execute(cls, model) -> io.NodeOutput:
-        text = site_table(model, "Infuse Attention Sites")
+        text = site_table(model)
         return io.NodeOutput(text, ui=ui.PreviewText(text))

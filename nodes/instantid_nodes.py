@@ -2,36 +2,15 @@
 import folder_paths
 from comfy_api.latest import io
 
-from ..core.errors import InfuseError, check_percent_range
-from ..extractors.clip_vision import as_rgb
-from ..extractors.keypoints import keypoints_images
-from ..mechanisms.decoupled_attention.ipadapter import apply_ipadapter
 from ..mechanisms.loaders.ipadapter_file import load_ipadapter
-from ..mechanisms.patching.surfaces.unet import model_family
-from ..mechanisms.recipes.instantid import check_instantid, face_tokens, identitynet_conditioning
+from ..mechanisms.recipes.instantid import check_instantid, instantid_adapter, instantid_identitynet
+from .base import InfuseNode
 from .folders import find_model_file
 from .presentation import (MASK_TOOLTIP, SDXL_MODEL_TOOLTIP, no_face_note, patched_model_tooltip, preview_images,
                            schedule_inputs, with_note)
 from .types import FaceEmbedsType, IPAdapterType
 
 COMBINE_FACES = ("average", "concat")
-
-
-def _require_sdxl(model, node):
-    if model_family(model, node) != "sdxl":
-        raise InfuseError(node, "InstantID needs an SDXL model; this one is SD1.5.",
-                          "load an SDXL checkpoint for InstantID.", input_name="model")
-
-
-def _keypoints(face_embeds, keypoints, node):
-    if keypoints is not None:
-        return as_rgb(keypoints, node, "keypoints")     # the ControlNet hint takes 3 channels
-    if face_embeds.kps.abs().sum() == 0 or face_embeds.image_hw.min() <= 0:
-        raise InfuseError(node, "the face embeds carry no keypoints (they were not made by Infuse Face Analysis).",
-                          "connect a keypoints image (Infuse Face Analysis or Infuse Face Keypoints).",
-                          input_name="keypoints")
-    hw = tuple(int(v) for v in face_embeds.image_hw[0].tolist())
-    return keypoints_images(face_embeds.kps[:1], hw, hw)
 
 
 FACE_INPUTS = [
@@ -55,7 +34,7 @@ POSITIVE_OUT_TOOLTIP = "The positive conditioning with IdentityNet: connect to K
 NEGATIVE_OUT_TOOLTIP = "The negative conditioning with IdentityNet: connect to KSampler's negative."
 
 
-class InfuseLoadInstantID(io.ComfyNode):
+class InfuseLoadInstantID(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -73,14 +52,12 @@ class InfuseLoadInstantID(io.ComfyNode):
 
     @classmethod
     def execute(cls, instantid_file) -> io.NodeOutput:
-        node = "Infuse Load InstantID"
-        adapter = load_ipadapter(find_model_file("instantid", instantid_file, node, "instantid_file"), node,
-                                 "instantid_file")
-        check_instantid(adapter, node, "instantid_file")
+        adapter = load_ipadapter(find_model_file("instantid", instantid_file, "instantid_file"), "instantid_file")
+        check_instantid(adapter, "instantid_file")
         return io.NodeOutput(adapter)
 
 
-class InfuseInstantIDAdapter(io.ComfyNode):
+class InfuseInstantIDAdapter(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -102,20 +79,12 @@ class InfuseInstantIDAdapter(io.ComfyNode):
     @classmethod
     def execute(cls, model, instantid, face_embeds, combine, noise, weight, start_percent, end_percent,
                 attn_mask=None) -> io.NodeOutput:
-        node = "Infuse InstantID Adapter"
-        _require_sdxl(model, node)
-        check_percent_range(node, start_percent, end_percent)
-        note, face_embeds = no_face_note(face_embeds, "the face adapter"), face_embeds.present()
-        if face_embeds is None:
-            return io.NodeOutput(model, ui=with_note(None, note))
-        cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
-        patched = model.clone()
-        apply_ipadapter(patched, instantid, cond, uncond, node, weight=weight, start_percent=start_percent,
-                        end_percent=end_percent, mask=attn_mask)
-        return io.NodeOutput(patched, ui=with_note(None, note))
+        patched = instantid_adapter(model, instantid, face_embeds, combine, noise, weight, start_percent, end_percent,
+                                    attn_mask)
+        return io.NodeOutput(patched, ui=with_note(None, no_face_note(face_embeds, "the face adapter")))
 
 
-class InfuseIdentityNet(io.ComfyNode):
+class InfuseIdentityNet(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -142,19 +111,13 @@ class InfuseIdentityNet(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, control_net, instantid, face_embeds, combine, noise, strength, start_percent,
                 end_percent, keypoints=None, attn_mask=None) -> io.NodeOutput:
-        node = "Infuse IdentityNet"
-        check_percent_range(node, start_percent, end_percent)
-        note, face_embeds = no_face_note(face_embeds, "IdentityNet"), face_embeds.present()
-        if face_embeds is None:
-            return io.NodeOutput(positive, negative, ui=with_note(None, note))
-        cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
-        condition = _keypoints(face_embeds, keypoints, node)
-        pos, neg = identitynet_conditioning(positive, negative, control_net, condition, cond, uncond, strength,
-                                            start_percent, end_percent, node, attn_mask)
-        return io.NodeOutput(pos, neg, ui=with_note(preview_images(cls, condition), note))
+        pos, neg, condition = instantid_identitynet(positive, negative, control_net, instantid, face_embeds, combine,
+                                                    noise, strength, start_percent, end_percent, keypoints, attn_mask)
+        shown = preview_images(cls, condition) if condition is not None else None
+        return io.NodeOutput(pos, neg, ui=with_note(shown, no_face_note(face_embeds, "IdentityNet")))
 
 
-class InfuseInstantID(io.ComfyNode):
+class InfuseInstantID(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -187,19 +150,10 @@ class InfuseInstantID(io.ComfyNode):
     def execute(cls, model, positive, negative, instantid, control_net, face_embeds, combine, noise, adapter_weight,
                 identitynet_strength, adapter_start_percent, adapter_end_percent, identitynet_start_percent,
                 identitynet_end_percent, keypoints=None, attn_mask=None) -> io.NodeOutput:
-        node = "Infuse InstantID"
-        _require_sdxl(model, node)
-        check_percent_range(node, adapter_start_percent, adapter_end_percent, "adapter_")
-        check_percent_range(node, identitynet_start_percent, identitynet_end_percent, "identitynet_")
-        note, face_embeds = no_face_note(face_embeds, "InstantID"), face_embeds.present()
-        if face_embeds is None:
-            return io.NodeOutput(model, positive, negative, ui=with_note(None, note))
-        cond, uncond = face_tokens(instantid, face_embeds, node, combine, noise)
-        condition = _keypoints(face_embeds, keypoints, node)
-        pos, neg = identitynet_conditioning(positive, negative, control_net, condition, cond, uncond,
-                                            identitynet_strength, identitynet_start_percent, identitynet_end_percent,
-                                            node, attn_mask)
-        patched = model.clone()
-        apply_ipadapter(patched, instantid, cond, uncond, node, weight=adapter_weight,
-                        start_percent=adapter_start_percent, end_percent=adapter_end_percent, mask=attn_mask)
-        return io.NodeOutput(patched, pos, neg, ui=with_note(preview_images(cls, condition), note))
+        patched = instantid_adapter(model, instantid, face_embeds, combine, noise, adapter_weight,
+                                    adapter_start_percent, adapter_end_percent, attn_mask, prefix="adapter_")
+        pos, neg, condition = instantid_identitynet(positive, negative, control_net, instantid, face_embeds, combine,
+                                                    noise, identitynet_strength, identitynet_start_percent,
+                                                    identitynet_end_percent, keypoints, attn_mask, prefix="identitynet_")
+        shown = preview_images(cls, condition) if condition is not None else None
+        return io.NodeOutput(patched, pos, neg, ui=with_note(shown, no_face_note(face_embeds, "InstantID")))

@@ -2,25 +2,25 @@
 import folder_paths
 from comfy_api.latest import io
 
-from ..core.errors import InfuseError, check_percent_range
-from ..extractors.clip_vision import CROP_MODES, encode
-from ..mechanisms.decoupled_attention.block_weights import WEIGHT_TYPES, weights_per_site
-from ..mechanisms.decoupled_attention.ipadapter import (COMBINE, apply_faceid_lora, apply_ipadapter, check_family,
-                                                        image_tokens)
+from ..core.errors import InfuseError
+from ..extractors.clip_vision import CROP_MODES
+from ..mechanisms.decoupled_attention.block_weights import WEIGHT_TYPES
+from ..mechanisms.decoupled_attention.ipadapter import COMBINE
 from ..mechanisms.loaders.ipadapter_file import load_ipadapter
 from ..mechanisms.patching.gate import MASK_MODES
-from ..mechanisms.patching.surfaces.unet import model_family, model_sites
-from .clip_nodes import CLIP_VISION_TOOLTIP, CROP_TOOLTIP, OPEN_CLIP_TOOLTIP, resolve_encoder
+from ..mechanisms.recipes.ipadapter import ipadapter_on_model
+from .base import InfuseNode
+from .clip_nodes import CLIP_VISION_TOOLTIP, CROP_TOOLTIP, OPEN_CLIP_TOOLTIP
 from .folders import find_model_file
 from .presentation import (APPLY_MODEL_TOOLTIP, MASK_TOOLTIP, no_face_note, patched_model_tooltip, schedule_inputs,
-                           with_note)
+                           weight_input, with_note)
 from .types import FaceEmbedsType, ImageEmbedsType, IPAdapterType, OpenClipType
 
 APPLY = "Infuse IP-Adapter"
 APPLY_SIMPLE = "Infuse IP-Adapter (simple)"
 
 
-class InfuseIPAdapterLoader(io.ComfyNode):
+class InfuseIPAdapterLoader(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -41,24 +41,11 @@ class InfuseIPAdapterLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, ipadapter_file) -> io.NodeOutput:
-        node = "Infuse Load IP-Adapter"
-        adapter = load_ipadapter(find_model_file("ipadapter", ipadapter_file, node, "ipadapter_file"), node)
+        adapter = load_ipadapter(find_model_file("ipadapter", ipadapter_file, "ipadapter_file"))
         return io.NodeOutput(adapter, adapter.describe())
 
 
-def _embeds(adapter, image, embeds, encoder, crop, input_name):
-    if embeds is not None or not adapter.uses_clip or image is None:
-        return embeds
-    return encode(encoder(), image, APPLY, crop, input_name)
-
-
-def _embeds_input(image_embeds, clip_vision, open_clip) -> str:
-    if image_embeds is not None:
-        return "image_embeds"
-    return "open_clip" if open_clip is not None and clip_vision is None else "clip_vision"
-
-
-class InfuseIPAdapter(io.ComfyNode):
+class InfuseIPAdapter(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -85,18 +72,16 @@ class InfuseIPAdapter(io.ComfyNode):
                 io.Image.Input("negative_image", optional=True,
                                tooltip="Optional image the result is steered away from: it replaces the blank "
                                        "unconditional image of the reference code (same encoder and crop)."),
-                io.Float.Input("weight", default=1.0, min=-1.0, max=5.0, step=0.01,
-                               tooltip="How strongly the reference steers the image, -1 to 5 (1 = as trained, 0 = "
+                weight_input("weight", "How strongly the reference steers the image, -1 to 5 (1 = as trained, 0 = "
                                        "off). Lower it (0.5 to 0.8) to give the prompt more say, raise it to follow "
                                        "the reference more closely; negative pushes away from it."),
                 io.Combo.Input("weight_type", options=list(WEIGHT_TYPES), default="linear",
                                tooltip="How the weight is spread over the UNet's blocks: linear = the same "
                                        "everywhere; ease / weak / strong types ramp it by depth; style transfer and "
                                        "composition act only on the blocks carrying style or layout (InstantStyle)."),
-                io.Float.Input("composition_weight", default=1.0, min=-1.0, max=5.0, step=0.01,
-                               tooltip="Weight of the layout blocks, -1 to 5, for the composition and style and "
-                                       "composition types (ignored by the others). Raise it to copy the reference's "
-                                       "layout more."),
+                weight_input("composition_weight", "Weight of the layout blocks, -1 to 5, for the composition and "
+                                                   "style and composition types (ignored by the others). Raise it to "
+                                                   "copy the reference's layout more."),
                 *schedule_inputs("the adapter"),
                 io.Combo.Input("combine", options=list(COMBINE), default="concat",
                                tooltip="With several reference images: concat = all their tokens side by side "
@@ -131,19 +116,18 @@ class InfuseIPAdapter(io.ComfyNode):
                 crop, block_weights, faceid_lora_strength, faceid_v2, faceid_v2_weight, image=None,
                 clip_vision=None, open_clip=None, image_embeds=None, face_embeds=None, negative_image=None,
                 attn_mask=None, mask_mode="reference") -> io.NodeOutput:
-        return cls._output(*apply_to_model(
-            APPLY, model, ipadapter, weight, start_percent, end_percent, image=image, clip_vision=clip_vision,
+        patched = ipadapter_on_model(
+            model, ipadapter, weight, start_percent, end_percent, image=image, clip_vision=clip_vision,
             open_clip=open_clip, image_embeds=image_embeds, face_embeds=face_embeds, negative_image=negative_image,
             attn_mask=attn_mask, weight_type=weight_type, composition_weight=composition_weight, combine=combine,
             crop=crop, block_weights=block_weights, faceid_lora_strength=faceid_lora_strength, faceid_v2=faceid_v2,
-            faceid_v2_weight=faceid_v2_weight, mask_mode=mask_mode))
-
-    @staticmethod
-    def _output(patched, note) -> io.NodeOutput:
+            faceid_v2_weight=faceid_v2_weight, mask_mode=mask_mode)
+        note = no_face_note(face_embeds, f"the IP-Adapter '{ipadapter.name}'") \
+            if ipadapter.uses_face and face_embeds is not None else None
         return io.NodeOutput(patched, ui=with_note(None, note))
 
 
-class InfuseIPAdapterSimple(io.ComfyNode):
+class InfuseIPAdapterSimple(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -163,8 +147,7 @@ class InfuseIPAdapterSimple(io.ComfyNode):
                 ImageEmbedsType.Input("image_embeds", optional=True,
                                       tooltip="Already-encoded images (Infuse Encode Image): changing the weight then "
                                               "does not encode the reference again."),
-                io.Float.Input("weight", default=1.0, min=-1.0, max=5.0, step=0.01,
-                               tooltip="How strongly the reference steers the image, -1 to 5 (1 = as trained, 0 = "
+                weight_input("weight", "How strongly the reference steers the image, -1 to 5 (1 = as trained, 0 = "
                                        "off). Lower it (0.5 to 0.8) to give the prompt more say."),
                 *schedule_inputs("the adapter"),
                 io.Mask.Input("attn_mask", optional=True, tooltip=MASK_TOOLTIP.format(subject="the reference")),
@@ -176,53 +159,10 @@ class InfuseIPAdapterSimple(io.ComfyNode):
     def execute(cls, model, ipadapter, weight, start_percent, end_percent, image=None, clip_vision=None,
                 image_embeds=None, attn_mask=None) -> io.NodeOutput:
         if ipadapter.uses_face:
-            raise InfuseError(APPLY_SIMPLE, f"'{ipadapter.name}' is a FaceID adapter ({ipadapter.describe()}): it "
-                                            "needs face embeds, which this node has no input for.",
+            raise InfuseError(f"'{ipadapter.name}' is a FaceID adapter ({ipadapter.describe()}): it "
+                              "needs face embeds, which this node has no input for.",
                               f"use {APPLY} (same inputs plus face_embeds) for FaceID files.",
                               input_name="ipadapter")
-        patched, _ = apply_to_model(APPLY_SIMPLE, model, ipadapter, weight, start_percent, end_percent, image=image,
-                                    clip_vision=clip_vision, image_embeds=image_embeds, attn_mask=attn_mask)
+        patched = ipadapter_on_model(model, ipadapter, weight, start_percent, end_percent, image=image,
+                                     clip_vision=clip_vision, image_embeds=image_embeds, attn_mask=attn_mask)
         return io.NodeOutput(patched)
-
-
-def apply_to_model(node, model, ipadapter, weight, start_percent, end_percent, image=None, clip_vision=None,
-                   open_clip=None, image_embeds=None, face_embeds=None, negative_image=None, attn_mask=None,
-                   weight_type="linear", composition_weight=1.0, combine="concat", crop="crop", block_weights="",
-                   faceid_lora_strength=1.0, faceid_v2=True, faceid_v2_weight=1.0, mask_mode="reference"):
-    """A clone of `model` with the adapter applied, and what to tell the user (faces passed through without a face)
-    or None. Every check that needs no image encoder runs first."""
-    family = model_family(model, node)
-    sites = model_sites(model, node)
-    check_family(model, ipadapter, node, sites)
-    if ipadapter.uses_clip and image is None and image_embeds is None:
-        raise InfuseError(node, f"'{ipadapter.name}' ({ipadapter.describe()}) needs a reference image.",
-                          "connect an image and a CLIP vision model, or image_embeds.", input_name="image")
-    check_percent_range(node, start_percent, end_percent)
-    site_weights = weights_per_site(sites, family, weight_type, weight, composition_weight, block_weights, node)
-    note = None
-    if ipadapter.uses_face and face_embeds is not None and face_embeds.missing:   # Face Analysis passed some through
-        note = no_face_note(face_embeds, f"the IP-Adapter '{ipadapter.name}'")
-        found = face_embeds.found
-        face_embeds = face_embeds.present()
-        if face_embeds is None:
-            return model.clone(), note
-        if image is not None and image.shape[0] == len(found):               # FaceID-Plus: the faces' crops
-            image = image[found]
-        if image_embeds is not None and len(image_embeds) == len(found):
-            image_embeds = image_embeds.select(found)
-    encoder = lambda: resolve_encoder(clip_vision, open_clip, node)
-    embeds = _embeds(ipadapter, image, image_embeds, encoder, crop, "image")
-    negative = _embeds(ipadapter, negative_image, None, encoder, crop, "negative_image")
-    try:
-        cond, uncond = image_tokens(ipadapter, node, embeds=embeds, faces=face_embeds, negative=negative,
-                                    combine=combine, faceid_v2=faceid_v2, faceid_v2_weight=faceid_v2_weight)
-    except InfuseError as e:      # embeds of the wrong width: name the input they came through
-        if e.input_name != "clip_vision":
-            raise
-        raise e.at_input(_embeds_input(image_embeds, clip_vision, open_clip)) from None
-
-    patched = model.clone()
-    apply_ipadapter(patched, ipadapter, cond, uncond, node, weight=1.0, site_weights=site_weights,
-                    start_percent=start_percent, end_percent=end_percent, mask=attn_mask, mask_mode=mask_mode)
-    apply_faceid_lora(patched, ipadapter, faceid_lora_strength, node)
-    return patched, note

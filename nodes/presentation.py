@@ -31,6 +31,11 @@ def schedule_inputs(subject: str, prefix: str = "") -> list[io.Float.Input]:
                                    "until the last step). Lower it to leave the final details to the prompt.")]
 
 
+def weight_input(name: str, tooltip: str) -> io.Float.Input:
+    """An adapter weight, -1 to 5 (1 = as trained, 0 = off, negative pushes away)."""
+    return io.Float.Input(name, default=1.0, min=-1.0, max=5.0, step=0.01, tooltip=tooltip)
+
+
 def preview_images(cls, *batches) -> ui.SavedImages:
     """One on-node preview of several IMAGE batches (their sizes may differ), saved to ComfyUI's temp folder.
     None batches are skipped."""

@@ -4,13 +4,14 @@ from comfy_api.latest import io
 from ..core.errors import InfuseError
 from ..mechanisms.patching.surfaces.unet import model_sites
 from ..mechanisms.reference_attention.reference import MODES, ReferenceAttention, apply_reference, attn1_projections
+from .base import InfuseNode
 from .presentation import APPLY_MODEL_TOOLTIP, patched_model_tooltip, schedule_inputs
 
 NODE = "Infuse Reference Only"
 MIN_LATENT = 4          # 32 px: below it the UNet's deepest blocks see a 1x1 grid (GroupNorm can fail on one value)
 
 
-class InfuseReferenceOnly(io.ComfyNode):
+class InfuseReferenceOnly(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -45,17 +46,17 @@ class InfuseReferenceOnly(io.ComfyNode):
     @classmethod
     def execute(cls, model, reference, mode, weight, start_percent, end_percent, cache_every,
                 noise_seed) -> io.NodeOutput:
-        sites = model_sites(model, NODE)
+        sites = model_sites(model)
         samples = reference["samples"]
         channels = model.model.latent_format.latent_channels
         if samples.ndim != 4 or samples.shape[0] == 0 or samples.shape[1] != channels:
-            raise InfuseError(NODE, f"the reference latent has shape {tuple(samples.shape)}; this model's latents "
-                                    f"have {channels} channels.",
+            raise InfuseError(f"the reference latent has shape {tuple(samples.shape)}; this model's latents "
+                              f"have {channels} channels.",
                               "encode the reference image with this model's VAE (VAE Encode).", input_name="reference")
         if min(samples.shape[-2:]) < MIN_LATENT:
             h, w = samples.shape[-2:]
-            raise InfuseError(NODE, f"the reference latent is {w}x{h} ({w * 8}x{h * 8} px); the model's pass on it "
-                                    f"needs at least {MIN_LATENT}x{MIN_LATENT} ({MIN_LATENT * 8}x{MIN_LATENT * 8} px).",
+            raise InfuseError(f"the reference latent is {w}x{h} ({w * 8}x{h * 8} px); the model's pass on it "
+                              f"needs at least {MIN_LATENT}x{MIN_LATENT} ({MIN_LATENT * 8}x{MIN_LATENT * 8} px).",
                               f"use a reference image of at least {MIN_LATENT * 8}x{MIN_LATENT * 8} pixels (upscale "
                               "it first, e.g. Upscale Image).", input_name="reference")
         patched = model.clone()

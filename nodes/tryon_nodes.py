@@ -5,12 +5,9 @@ import torch
 from comfy_api.latest import io
 
 from ..core.errors import InfuseError
-from ..extractors.clip_vision import ComfyClipVision, as_rgb, encode
 from ..mechanisms.loaders.tryon_models import load_garment_unet, load_tryon_unet
-from ..mechanisms.patching.surfaces.unet import discover_sites
-from ..mechanisms.recipes.idm_vton import (apply_tryon, check_garment_unet, check_tryon_model, concat_conditioning,
-                                           latent_grid_crop, masked_person, person_mask, pose_to_person, resize_images,
-                                           with_concat)
+from ..mechanisms.recipes.idm_vton import check_garment_unet, masked_person, prepare_images, try_on
+from .base import InfuseNode
 from .folders import find_model_file
 from .presentation import preview_images, with_note
 from .types import GarmentUNetType
@@ -19,7 +16,6 @@ LOAD = "Infuse Load IDM-VTON"
 APPLY = "Infuse Try-On"
 MASK = "Infuse Try-On Mask"
 UNET_FOLDER = "diffusion_models"
-MIN_SIZE = 32
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"
 DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -47,10 +43,10 @@ def unet_file(choice: str, input_name: str) -> str:
     in_folder = sorted((p for p in folder_paths.get_filename_list(UNET_FOLDER)
                         if _split(p)[0] == choice and _split(p)[1].startswith(DIFFUSERS_WEIGHTS)),
                        key=lambda p: (".fp16" in p, p))
-    return find_model_file(UNET_FOLDER, in_folder[0] if in_folder else choice, LOAD, input_name)
+    return find_model_file(UNET_FOLDER, in_folder[0] if in_folder else choice, input_name)
 
 
-class InfuseLoadIDMVTON(io.ComfyNode):
+class InfuseLoadIDMVTON(InfuseNode):
     @classmethod
     def define_schema(cls):
         files = unet_choices()
@@ -85,13 +81,13 @@ class InfuseLoadIDMVTON(io.ComfyNode):
     @classmethod
     def execute(cls, tryon_unet, garment_unet, weight_dtype) -> io.NodeOutput:
         dtype = DTYPES.get(weight_dtype)
-        model, _ = load_tryon_unet(unet_file(tryon_unet, "tryon_unet"), LOAD, dtype=dtype)
-        garment = load_garment_unet(unet_file(garment_unet, "garment_unet"), LOAD, dtype=dtype)
-        check_garment_unet(model, garment, LOAD)
+        model, _ = load_tryon_unet(unet_file(tryon_unet, "tryon_unet"), dtype=dtype)
+        garment = load_garment_unet(unet_file(garment_unet, "garment_unet"), dtype=dtype)
+        check_garment_unet(model, garment)
         return io.NodeOutput(model, garment)
 
 
-class InfuseTryOnMask(io.ComfyNode):
+class InfuseTryOnMask(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -115,14 +111,14 @@ class InfuseTryOnMask(io.ComfyNode):
     def execute(cls, person, x, y, width, height) -> io.NodeOutput:
         h, w = person.shape[1], person.shape[2]
         if x >= w or y >= h:
-            raise InfuseError(MASK, f"the box starts at ({x}, {y}), outside the {w}x{h} image.",
+            raise InfuseError(f"the box starts at ({x}, {y}), outside the {w}x{h} image.",
                               f"set x below {w} and y below {h}.", input_name="x" if x >= w else "y")
         mask = torch.zeros(1, h, w)
         mask[:, y:y + height, x:x + width] = 1.0
         return io.NodeOutput(mask, ui=preview_images(cls, masked_person(person[:1].float(), mask)))
 
 
-class InfuseTryOn(io.ComfyNode):
+class InfuseTryOn(InfuseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -178,36 +174,10 @@ class InfuseTryOn(io.ComfyNode):
     @classmethod
     def execute(cls, model, garment_unet, vae, clip, clip_vision, positive, negative, person, garment, mask, pose,
                 garment_description, garment_weight, image_prompt_weight, cache_every) -> io.NodeOutput:
-        adapter = check_tryon_model(model, APPLY)
-        check_garment_unet(model, garment_unet, APPLY)
-        extra = [f"{name}: {len(images)} images, the first is used" for name, images in
-                 (("person", person), ("garment", garment)) if len(images) > 1]
-        note = f"One person and one garment per run ({'; '.join(extra)})." if extra else None
-        person = as_rgb(person, APPLY, "person")[:1]
-        hw = (person.shape[1], person.shape[2])
-        mask = latent_grid_crop(person_mask(mask, hw, APPLY))
-        pose = latent_grid_crop(pose_to_person(as_rgb(pose, APPLY, "pose"), hw, APPLY))
-        garment = latent_grid_crop(resize_images(as_rgb(garment, APPLY, "garment")[:1], hw))
-        person = latent_grid_crop(person)
-        if person.shape[1] < MIN_SIZE or person.shape[2] < MIN_SIZE:
-            raise InfuseError(APPLY, f"the person image is {hw[1]}x{hw[0]}.", f"use an image of at least "
-                                     f"{MIN_SIZE}x{MIN_SIZE} (the reference uses 768x1024).", input_name="person")
-
-        bar = comfy.utils.ProgressBar(3)                 # VAE encodes, garment text, garment CLIP embeds
-        concat = concat_conditioning(model, vae, person, mask, pose)
-        garment_latent = model.model.process_latent_in(vae.encode(garment).float())
-        bar.update(1)
-        context = clip.encode_from_tokens(clip.tokenize(f"a photo of {garment_description}"))
-        width = discover_sites(garment_unet.model.diffusion_model)[0].context_dim
-        if context.shape[-1] != width:
-            raise InfuseError(APPLY, f"the text encoder gives {context.shape[-1]}-wide tokens; the garment UNet "
-                                     f"reads {width}.", "connect the SDXL checkpoint's CLIP.", input_name="clip")
-        bar.update(1)
-        embeds = encode(ComfyClipVision(clip_vision), garment, APPLY, "crop", "garment")
-        bar.update(1)
-        patched = model.clone()
-        apply_tryon(patched, garment_unet, garment_latent, context, embeds, adapter, APPLY,
-                    garment_weight=garment_weight, ip_weight=image_prompt_weight, cache_every=cache_every)
-        latent = {"samples": torch.zeros(1, 4, person.shape[1] // 8, person.shape[2] // 8)}
-        return io.NodeOutput(patched, with_concat(positive, concat), with_concat(negative, concat), latent,
-                             ui=with_note(preview_images(cls, masked_person(person, mask)), note))
+        images = prepare_images(person, garment, mask, pose)
+        bar = comfy.utils.ProgressBar(3)
+        outputs = try_on(model, garment_unet, vae, clip, clip_vision, positive, negative, images, garment_description,
+                         garment_weight, image_prompt_weight, cache_every, progress=bar.update)
+        note = f"One person and one garment per run ({'; '.join(images.extra)})." if images.extra else None
+        return io.NodeOutput(*outputs, ui=with_note(preview_images(cls, masked_person(images.person, images.mask)),
+                                                    note))

@@ -63,18 +63,18 @@ class DecoupledCrossAttention(Contribution):
         return base_attention(q, k_i, v_i, call.extra_options)
 
 
-def site_kv_weights(kv_by_number: dict[int, tuple[torch.Tensor, torch.Tensor]], sites: list[Site], node: str,
+def site_kv_weights(kv_by_number: dict[int, tuple[torch.Tensor, torch.Tensor]], sites: list[Site],
                     what: str) -> dict[SiteKey, tuple[torch.Tensor, torch.Tensor]]:
     """Map a file's per-layer K/V weights (numbered in processor order) onto the model's sites, checking widths."""
     if len(kv_by_number) != len(sites):
-        raise InfuseError(node, f"{what} has {len(kv_by_number)} cross-attention layers but the model has "
-                                f"{len(sites)}.", "use an adapter made for this model family.", input_name="model")
+        raise InfuseError(f"{what} has {len(kv_by_number)} cross-attention layers but the model has "
+                          f"{len(sites)}.", "use an adapter made for this model family.", input_name="model")
     out = {}
     for n, site in enumerate(sites):
         wk, wv = kv_by_number[n]
         if wk.shape[0] != site.inner_dim or wv.shape[0] != site.inner_dim:
-            raise InfuseError(node, f"{what} layer {2 * n + 1} is {wk.shape[0]} wide but the model's site {site} "
-                                    f"is {site.inner_dim} wide.",
+            raise InfuseError(f"{what} layer {2 * n + 1} is {wk.shape[0]} wide but the model's site {site} "
+                              f"is {site.inner_dim} wide.",
                               "use an adapter made for this model family.", input_name="model")
         out[site.key] = (wk, wv)
     return out

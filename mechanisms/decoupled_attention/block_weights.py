@@ -22,11 +22,11 @@ def _execution_index(sites) -> dict[tuple[str, int], int]:
 
 
 def block_weights(sites, family: str, weight_type: str, weight: float, composition_weight: float | None = None,
-                  node: str = "", input_name: str = "weight_type") -> dict:
+                  input_name: str = "weight_type") -> dict:
     """Absolute weight per site for a weight type. Ramps follow ComfyUI_IPAdapter_plus' definitions over the
     transformer index t of L SpatialTransformers; style / composition target InstantStyle's blocks."""
     if weight_type not in WEIGHT_TYPES:
-        raise InfuseError(node, f"unknown weight type '{weight_type}'.", f"use one of: {', '.join(WEIGHT_TYPES)}.",
+        raise InfuseError(f"unknown weight type '{weight_type}'.", f"use one of: {', '.join(WEIGHT_TYPES)}.",
                           input_name=input_name)
     wc = weight if composition_weight is None else composition_weight
     index = _execution_index(sites)
@@ -56,14 +56,14 @@ def block_weights(sites, family: str, weight_type: str, weight: float, compositi
 
 
 def weights_per_site(sites, family: str, weight_type: str, weight: float, composition_weight: float,
-                 rules: str, node: str) -> dict:
+                 rules: str) -> dict:
     """Absolute weight per site: the weight type's spread times the per-block rules."""
-    spread = block_weights(sites, family, weight_type, weight, composition_weight, node)
-    factors = parse_block_weights(rules, sites, node)
+    spread = block_weights(sites, family, weight_type, weight, composition_weight)
+    factors = parse_block_weights(rules, sites)
     return {k: w * factors[k] for k, w in spread.items()}
 
 
-def parse_block_weights(text: str, sites, node: str, input_name: str = "block_weights") -> dict:
+def parse_block_weights(text: str, sites, input_name: str = "block_weights") -> dict:
     """Per-site multipliers from 'block[:number[:depth]]=value' rules, comma or newline separated; a later rule
     overrides an earlier one. Example: 'input=0, output:1=1.2, middle:0:9=0.5'."""
     factors = {s.key: 1.0 for s in sites}
@@ -76,13 +76,13 @@ def parse_block_weights(text: str, sites, node: str, input_name: str = "block_we
             if block not in ("input", "middle", "output") or len(rest) > 2:
                 raise ValueError
         except ValueError:
-            raise InfuseError(node, f"cannot read the rule '{rule}'.",
+            raise InfuseError(f"cannot read the rule '{rule}'.",
                               "write rules as block[:number[:depth]]=value, e.g. 'input=0, output:1=1.2, "
                               "middle:0:9=0.5' (the Infuse Attention Sites node lists the sites).",
                               input_name=input_name) from None
         matched = [k for k in factors if k[0] == block and list(k[1:1 + len(rest)]) == rest]
         if not matched:
-            raise InfuseError(node, f"the rule '{rule}' matches no attention site of this model.",
+            raise InfuseError(f"the rule '{rule}' matches no attention site of this model.",
                               "see the Infuse Attention Sites node for the sites this model has.",
                               input_name=input_name)
         for k in matched:

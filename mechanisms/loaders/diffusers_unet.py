@@ -22,20 +22,20 @@ _SHARD = re.compile(r"^(?P<stem>.+)-\d{5}-of-(?P<total>\d{5})(?P<ext>\.safetenso
 
 
 # --- reading ------------------------------------------------------------------------------------------
-def read_weights(path: str, node: str, input_name: str) -> dict[str, torch.Tensor]:
+def read_weights(path: str, input_name: str) -> dict[str, torch.Tensor]:
     """One file, or every shard of a sharded diffusers checkpoint when `path` is one of its shards."""
     m = _SHARD.match(os.path.basename(path))
     if not m:
-        return load_weights(path, node, input_name)
+        return load_weights(path, input_name)
     pattern = os.path.join(os.path.dirname(path), f"{glob.escape(m['stem'])}-*-of-{m['total']}{m['ext']}")
     shards = sorted(glob.glob(pattern))
     if len(shards) != int(m["total"]):
-        raise InfuseError(node, f"'{os.path.basename(path)}' is one of {int(m['total'])} shards but "
-                                f"{len(shards)} are in its folder.",
+        raise InfuseError(f"'{os.path.basename(path)}' is one of {int(m['total'])} shards but "
+                          f"{len(shards)} are in its folder.",
                           "download every shard of the model into the same folder.", input_name=input_name)
     sd: dict[str, torch.Tensor] = {}
     for shard in shards:
-        sd.update(load_weights(shard, node, input_name))
+        sd.update(load_weights(shard, input_name))
     return sd
 
 
@@ -127,7 +127,7 @@ def comfy_unet_config(config: dict, use_adm: bool = True) -> dict:
 
 
 # --- building -----------------------------------------------------------------------------------------
-def build_unet(sd: dict, unet_config: dict, config_cls, node: str, input_name: str, dtype=None):
+def build_unet(sd: dict, unet_config: dict, config_cls, input_name: str, dtype=None):
     """A ModelPatcher around `config_cls`'s model with the diffusers weights `sd` mapped in. Returns
     (patcher, the weights the UNet did not take). Every UNet weight must be in the file."""
     import comfy.model_management as mm
@@ -152,14 +152,14 @@ def build_unet(sd: dict, unet_config: dict, config_cls, node: str, input_name: s
             used.add(diffusers_key)
     missing = sorted(wanted - set(comfy_sd))
     if missing:
-        raise InfuseError(node, f"the UNet file lacks {len(missing)} of the {len(wanted)} weights its config "
-                                f"implies (first: {missing[0]}).",
+        raise InfuseError(f"the UNet file lacks {len(missing)} of the {len(wanted)} weights its config "
+                          f"implies (first: {missing[0]}).",
                           "the file is incomplete or its config.json belongs to another model; download the "
                           "UNet folder again.", input_name=input_name)
     mismatched = [k for k, v in comfy_sd.items() if model.diffusion_model.state_dict()[k].shape != v.shape]
     if mismatched:
-        raise InfuseError(node, f"{len(mismatched)} UNet weights do not have the shapes its config implies "
-                                f"(first: {mismatched[0]}).",
+        raise InfuseError(f"{len(mismatched)} UNet weights do not have the shapes its config implies "
+                          f"(first: {mismatched[0]}).",
                           "use the config.json that came with this UNet file.", input_name=input_name)
     model = model.to(offload_device)
     model.load_model_weights(comfy_sd, "")

@@ -29,35 +29,35 @@ VARIANTS = {
 FACE_EMBEDDING_DIM = 512     # ArcFace; no CLIP encoder has hidden states this wide (1024, 1280, 1664)
 
 
-def _split(data: dict, name: str, node: str, input_name: str) -> tuple[dict, dict]:
+def _split(data: dict, name: str, input_name: str) -> tuple[dict, dict]:
     if isinstance(data.get("image_proj"), dict) and isinstance(data.get("ip_adapter"), dict):
         return data["image_proj"], data["ip_adapter"]
     image_proj = {k[len("image_proj."):]: v for k, v in data.items() if k.startswith("image_proj.")}
     ip_adapter = {k[len("ip_adapter."):]: v for k, v in data.items() if k.startswith("ip_adapter.")}
     if not image_proj or not ip_adapter:
-        raise _not_an_ipadapter(name, node, input_name)
+        raise _not_an_ipadapter(name, input_name)
     return image_proj, ip_adapter
 
 
-def _not_an_ipadapter(name: str, node: str, input_name: str) -> InfuseError:
-    return InfuseError(node, f"'{name}' is not an IP-Adapter file (no image_proj / ip_adapter weights).",
+def _not_an_ipadapter(name: str, input_name: str) -> InfuseError:
+    return InfuseError(f"'{name}' is not an IP-Adapter file (no image_proj / ip_adapter weights).",
                        "choose an IP-Adapter model; ControlNets, LoRAs and CLIP vision models go elsewhere.",
                        input_name=input_name)
 
 
-def parse_ipadapter(data: dict, name: str, node: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
-    image_proj, ip_sd = _split(data, name, node, input_name)
+def parse_ipadapter(data: dict, name: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
+    image_proj, ip_sd = _split(data, name, input_name)
     numbers = sorted(int(m.group(1)) for k in ip_sd if (m := re.fullmatch(r"(\d+)\.to_k_ip\.weight", k)))
     family = FAMILY_BY_SITES.get(len(numbers))
     if family is None or numbers != list(range(1, 2 * len(numbers), 2)):
-        raise InfuseError(node, f"'{name}' has {len(numbers)} image cross-attention layers; SD1.5 adapters have "
-                                "16 and SDXL adapters 70 (at odd indices 1, 3, ...).",
+        raise InfuseError(f"'{name}' has {len(numbers)} image cross-attention layers; SD1.5 adapters have "
+                          "16 and SDXL adapters 70 (at odd indices 1, 3, ...).",
                           "the file is damaged or for another model family; use an SD1.5 or SDXL IP-Adapter.",
                           input_name=input_name)
     try:
         kind, projection = projection_from_state_dict(image_proj)
     except (KeyError, ValueError, RuntimeError, IndexError) as e:
-        raise InfuseError(node, f"'{name}' has an image projection this pack does not know ({e}).",
+        raise InfuseError(f"'{name}' has an image projection this pack does not know ({e}).",
                           "use one of the IP-Adapter files listed in the README.", input_name=input_name) from e
     variant, image_input = VARIANTS[kind]
     kv = {n // 2: (ip_sd[f"{n}.to_k_ip.weight"], ip_sd[f"{n}.to_v_ip.weight"]) for n in numbers}
@@ -69,8 +69,8 @@ def parse_ipadapter(data: dict, name: str, node: str, input_name: str = "ipadapt
     cross_dims = {w.shape[1] for k, _ in kv.values() for w in (k,)}
     token_dim = _token_dim(projection)
     if cross_dims != {token_dim}:
-        raise InfuseError(node, f"'{name}' is inconsistent: its image tokens are {token_dim} wide but its "
-                                f"attention layers take {sorted(cross_dims)}.",
+        raise InfuseError(f"'{name}' is inconsistent: its image tokens are {token_dim} wide but its "
+                          f"attention layers take {sorted(cross_dims)}.",
                           "the file is damaged; download it again.", input_name=input_name)
     return IPAdapterModel(name=name, family=family, variant=variant, projection_kind=kind, projection=projection,
                           image_input=image_input, image_dim=_image_dim(kind, image_proj), cross_dim=token_dim,
@@ -98,9 +98,9 @@ def _image_dim(kind: str, sd: dict) -> int:
     return 0
 
 
-def load_ipadapter(path: str, node: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
+def load_ipadapter(path: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
     name = os.path.basename(path)
-    keys = safetensors_keys(path, node, input_name)
+    keys = safetensors_keys(path, input_name)
     if keys is not None and not any(k.startswith(("image_proj.", "ip_adapter.")) for k in keys):
-        raise _not_an_ipadapter(name, node, input_name)      # a checkpoint picked by mistake is not read whole
-    return parse_ipadapter(load_weights(path, node, input_name), name, node, input_name)
+        raise _not_an_ipadapter(name, input_name)      # a checkpoint picked by mistake is not read whole
+    return parse_ipadapter(load_weights(path, input_name), name, input_name)

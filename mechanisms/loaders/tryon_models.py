@@ -28,7 +28,7 @@ from .diffusers_unet import build_unet, comfy_unet_config, infer_config, read_co
 
 TRYON_CHANNELS = 13
 CONCAT_KEY = "infuse_tryon_concat"        # conditioning key: [1, 9, h, w] = mask, masked person, pose latents
-APPLY_NODE = "Infuse Try-On"
+APPLY_NODE = "Infuse Try-On"             # named in errors found while sampling, where no node is running
 _IP_KEY = re.compile(r"^(?P<path>.+\.attn2)\.processor\.to_(?P<kv>[kv])_ip\.weight$")
 
 
@@ -37,15 +37,15 @@ class TryOnModel(comfy.model_base.SDXL):
         concat = kwargs.get(CONCAT_KEY)
         noise = kwargs["noise"]
         if concat is None:
-            raise InfuseError(APPLY_NODE, "the try-on UNet was sampled with conditioning that has no mask, masked "
-                                          "person and pose (its 9 extra input channels).",
+            raise InfuseError("the try-on UNet was sampled with conditioning that has no mask, masked "
+                              "person and pose (its 9 extra input channels).",
                               "pass the positive and negative conditioning through Infuse Try-On before the "
-                              "sampler.", input_name="positive")
+                              "sampler.", input_name="positive", node=APPLY_NODE)
         if concat.shape[-2:] != noise.shape[-2:]:
-            raise InfuseError(APPLY_NODE, f"the latent being sampled is {noise.shape[-1] * 8}x{noise.shape[-2] * 8} "
-                                          f"but the try-on conditioning was made for "
-                                          f"{concat.shape[-1] * 8}x{concat.shape[-2] * 8}.",
-                              "sample the latent output of Infuse Try-On.", input_name="person")
+            raise InfuseError(f"the latent being sampled is {noise.shape[-1] * 8}x{noise.shape[-2] * 8} "
+                              f"but the try-on conditioning was made for "
+                              f"{concat.shape[-1] * 8}x{concat.shape[-2] * 8}.",
+                              "sample the latent output of Infuse Try-On.", input_name="person", node=APPLY_NODE)
         return comfy.utils.resize_to_batch_size(concat, noise.shape[0]).to(kwargs["device"])
 
 
@@ -64,27 +64,27 @@ class GarmentSDXL(sm.SDXL):
         return comfy.model_base.BaseModel(self, model_type=self.model_type(state_dict, prefix), device=device)
 
 
-def _read(path: str, node: str, input_name: str) -> tuple[dict, dict]:
-    sd = read_weights(path, node, input_name)
+def _read(path: str, input_name: str) -> tuple[dict, dict]:
+    sd = read_weights(path, input_name)
     if "conv_in.weight" not in sd or not any(k.startswith("down_blocks.") for k in sd):
         hint = ("it is in ComfyUI's checkpoint layout" if any("input_blocks." in k for k in sd)
                 else "it is not a UNet")
-        raise InfuseError(node, f"'{os.path.basename(path)}' is not a diffusers-format UNet ({hint}).",
+        raise InfuseError(f"'{os.path.basename(path)}' is not a diffusers-format UNet ({hint}).",
                           "choose the diffusion_pytorch_model.safetensors of IDM-VTON's unet/ or unet_encoder/ "
                           "folder (with its config.json beside it).", input_name=input_name)
     return sd, read_config(path) or infer_config(sd)
 
 
-def _unet_config(config: dict, path: str, node: str, input_name: str, use_adm: bool) -> dict:
+def _unet_config(config: dict, path: str, input_name: str, use_adm: bool) -> dict:
     try:
         return comfy_unet_config(config, use_adm=use_adm)
     except (KeyError, ValueError, TypeError, ZeroDivisionError) as e:
-        raise InfuseError(node, f"the config of '{os.path.basename(path)}' is not a UNet2DConditionModel "
-                                f"config this pack can translate ({e}).",
+        raise InfuseError(f"the config of '{os.path.basename(path)}' is not a UNet2DConditionModel "
+                          f"config this pack can translate ({e}).",
                           "use the config.json that came with the UNet.", input_name=input_name) from e
 
 
-def tryon_adapter(rest: dict, model, name: str, node: str, input_name: str) -> IPAdapterModel:
+def tryon_adapter(rest: dict, model, name: str, input_name: str) -> IPAdapterModel:
     """The image prompt carried by the try-on UNet file, as an IP-Adapter over the model's sites."""
     image_proj = {k[len("encoder_hid_proj."):]: v for k, v in rest.items() if k.startswith("encoder_hid_proj.")}
     to_comfy = comfy.utils.unet_to_diffusers(model.model.model_config.unet_config)
@@ -96,9 +96,9 @@ def tryon_adapter(rest: dict, model, name: str, node: str, input_name: str) -> I
             per_path.setdefault(comfy_key.rsplit(".attn2.", 1)[0], {})[m["kv"]] = weight
     sites = discover_sites(model.model.diffusion_model)
     if not image_proj or any(set(per_path.get(s.path, {})) != {"k", "v"} for s in sites):
-        raise InfuseError(node, f"'{name}' has no image prompt weights for every cross-attention "
-                                f"({len(per_path)} of {len(sites)} layers, projection "
-                                f"{'present' if image_proj else 'missing'}).",
+        raise InfuseError(f"'{name}' has no image prompt weights for every cross-attention "
+                          f"({len(per_path)} of {len(sites)} layers, projection "
+                          f"{'present' if image_proj else 'missing'}).",
                           "use IDM-VTON's unet/ (the try-on UNet); its file holds encoder_hid_proj and the IP "
                           "attention weights.", input_name=input_name)
     kind, projection = projection_from_state_dict(image_proj)
@@ -109,35 +109,34 @@ def tryon_adapter(rest: dict, model, name: str, node: str, input_name: str) -> I
                           cross_dim=image_proj["norm_out.weight"].shape[0], kv=kv)
 
 
-def load_tryon_unet(path: str, node: str, input_name: str = "tryon_unet", dtype=None):
+def load_tryon_unet(path: str, input_name: str = "tryon_unet", dtype=None):
     """(ModelPatcher of the 13-channel try-on UNet, its image-prompt adapter)."""
     name = os.path.basename(os.path.dirname(path)) + "/" + os.path.basename(path)
-    sd, config = _read(path, node, input_name)
+    sd, config = _read(path, input_name)
     channels = sd["conv_in.weight"].shape[1]
     if channels != TRYON_CHANNELS:
-        raise InfuseError(node, f"'{name}' takes {channels} input channels; IDM-VTON's try-on UNet takes 13 "
-                                "(latent, mask, masked person, pose).",
+        raise InfuseError(f"'{name}' takes {channels} input channels; IDM-VTON's try-on UNet takes 13 "
+                          "(latent, mask, masked person, pose).",
                           "choose IDM-VTON's unet/ here (a garment UNet or an ordinary SDXL UNet goes elsewhere).",
                           input_name=input_name)
-    unet_config = _unet_config(config, path, node, input_name, use_adm=True)
+    unet_config = _unet_config(config, path, input_name, use_adm=True)
     if unet_config.get("adm_in_channels") is None:
-        raise InfuseError(node, f"'{name}' has no SDXL size conditioning (add_embedding).",
+        raise InfuseError(f"'{name}' has no SDXL size conditioning (add_embedding).",
                           "choose IDM-VTON's unet/ (an SDXL inpainting UNet).", input_name=input_name)
-    model, rest = build_unet(sd, unet_config, TryOnSDXL, node, input_name, dtype)
-    adapter = tryon_adapter(rest, model, name, node, input_name)
+    model, rest = build_unet(sd, unet_config, TryOnSDXL, input_name, dtype)
+    adapter = tryon_adapter(rest, model, name, input_name)
     model.model.infuse_tryon_adapter = adapter        # shared by every clone of the patcher
     return model, adapter
 
 
-def load_garment_unet(path: str, node: str, input_name: str = "garment_unet", dtype=None):
+def load_garment_unet(path: str, input_name: str = "garment_unet", dtype=None):
     """ModelPatcher of the garment UNet (no size conditioning)."""
-    sd, config = _read(path, node, input_name)
+    sd, config = _read(path, input_name)
     channels = sd["conv_in.weight"].shape[1]
     if channels != 4:
-        raise InfuseError(node, f"'{os.path.basename(path)}' takes {channels} input channels; the garment UNet "
-                                "runs on a plain 4-channel latent.",
+        raise InfuseError(f"'{os.path.basename(path)}' takes {channels} input channels; the garment UNet "
+                          "runs on a plain 4-channel latent.",
                           "choose IDM-VTON's unet_encoder/ here (the 13-channel unet/ is the try-on UNet).",
                           input_name=input_name)
-    model, _ = build_unet(sd, _unet_config(config, path, node, input_name, use_adm=False), GarmentSDXL, node,
-                          input_name, dtype)
+    model, _ = build_unet(sd, _unet_config(config, path, input_name, use_adm=False), GarmentSDXL, input_name, dtype)
     return model

@@ -52,14 +52,14 @@ class Contribution:
         self.node = node
         self.weight = float(weight)
         if not 0.0 <= start_percent <= end_percent <= 1.0:
-            raise InfuseError(node, f"start_percent {start_percent} / end_percent {end_percent} is not a range of the "
-                                    "schedule.", "use 0 <= start_percent <= end_percent <= 1.",
+            raise InfuseError(f"start_percent {start_percent} / end_percent {end_percent} is not a range of the "
+                              "schedule.", "use 0 <= start_percent <= end_percent <= 1.",
                               input_name="start_percent")
         self.schedule = SigmaRange(start_percent, end_percent)
         self.apply_to = ApplyTo(apply_to)
-        self.mask = normalize_mask(mask, node) if mask is not None else None
+        self.mask = normalize_mask(mask) if mask is not None else None
         if mask_mode not in MASK_MODES:
-            raise InfuseError(node, f"mask_mode must be one of {MASK_MODES}, got '{mask_mode}'.",
+            raise InfuseError(f"mask_mode must be one of {MASK_MODES}, got '{mask_mode}'.",
                               "pick reference (as the published pipelines) or soft.", input_name="mask_mode")
         self.mask_mode = mask_mode
         self.site_weights = dict(site_weights or {})
@@ -88,7 +88,7 @@ class Contribution:
         """Called once per sampling run, before the first step: bind the schedule, check inputs."""
         self.schedule.bind(model_sampling)
         if self.mask is not None:
-            check_mask_aspect(self.mask, tuple(latent_shape[-2:]), self.node)
+            check_mask_aspect(self.mask, tuple(latent_shape[-2:]))
 
     def token_mask(self, n_tokens: int, call: SiteCall, like: torch.Tensor) -> torch.Tensor:
         """The mask at this site's token grid, one row per row of `delta`, cached per run shape."""

@@ -32,6 +32,7 @@ from typing import Iterable
 
 import torch
 
+from ...core.errors import reported_as
 from .contribution import Contribution, SiteCall, active_contributions, base_attention  # noqa: F401 (re-exported)
 from .surfaces.unet import Site, SiteKey, model_sites
 
@@ -141,24 +142,21 @@ def install(model, kind: str, sites: Iterable[Site], contribution: Contribution 
         raise ValueError(f"attention kind must be one of {ATTENTION_KINDS}, got {kind!r}")
     sites = list(sites)
     if contribution is not None:
-        contribution.site_keys = contribution.site_keys | {s.key for s in sites}
-        options = model.model_options["transformer_options"]
-        registered = options.get(REGISTRY_KEY, Registered())
-        if not any(c is contribution for c in registered):
-            options[REGISTRY_KEY] = Registered(registered + (contribution,))
+        register(model, contribution, (s.key for s in sites))
     for site in sites:
         replace = model.model_options["transformer_options"].get("patches_replace", {}).get(kind, {})
         current = replace.get(site.key)
         if _is_dispatcher(current):
-            new = current.with_contribution(contribution) if contribution is not None else current
+            new = current if contribution is None or contribution in current.contributions \
+                else current.with_contribution(contribution)
         else:
             # ComfyUI falls back from (block, number, depth) to (block, number): keep whichever it would call.
+            # A foreign patch that replaced a dispatcher here keeps everything registered here as well.
             base = current if current is not None else replace.get(site.key[:2])
-            new = SiteDispatcher(site.key, kind, base, (contribution,) if contribution is not None else (),
+            new = SiteDispatcher(site.key, kind, base, registered_at(model.model_options, kind, site.key),
                                  base_outer=current is None and base is not None)
         model.set_model_patch_replace(new, kind, *site.key)
-    if not model.get_wrappers(_outer_sample(), RUN_WRAPPER_KEY):
-        model.add_wrapper_with_key(_outer_sample(), RUN_WRAPPER_KEY, _prepare_run)
+    prepare_runs(model)
     from .foreign import install_rebinding
 
     install_rebinding(model)
@@ -167,10 +165,37 @@ def install(model, kind: str, sites: Iterable[Site], contribution: Contribution 
 def add_contribution(model, contribution: Contribution, sites: Iterable[Site] | None = None) -> None:
     """Register a contribution at `sites` (default: every site of the model) of a cloned ModelPatcher."""
     if sites is None:
-        sites = model_sites(model, contribution.node)
+        sites = model_sites(model)
     install(model, contribution.kind, sites, contribution)
+    load_with_model(model, contribution)
+
+
+def register(model, contribution: Contribution, keys: Iterable) -> None:
+    """Record `contribution` at `keys` in the model's registry (once), for every surface alike."""
+    contribution.site_keys = contribution.site_keys | set(keys)
+    options = model.model_options["transformer_options"]
+    registered = options.get(REGISTRY_KEY, Registered())
+    if not any(c is contribution for c in registered):
+        options[REGISTRY_KEY] = Registered(registered + (contribution,))
+
+
+def registered_at(model_options: dict, kind: str, key) -> tuple[Contribution, ...]:
+    """The contributions registered for `kind` at `key`, in registration order."""
+    registry = model_options.get("transformer_options", {}).get(REGISTRY_KEY, ())
+    return tuple(c for c in registry if c.kind == kind and key in c.site_keys)
+
+
+def prepare_runs(model) -> None:
+    """Bind every registered contribution's schedule, and check it against the latent, once per sampling run."""
+    if not model.get_wrappers(_outer_sample(), RUN_WRAPPER_KEY):
+        model.add_wrapper_with_key(_outer_sample(), RUN_WRAPPER_KEY, _prepare_run)
+
+
+def load_with_model(model, contribution: Contribution) -> None:
+    """The extra models a contribution runs (a reference UNet, say), loaded by ComfyUI with the model before
+    sampling (device placement, offload, dtype)."""
     extra = contribution.models()
-    if extra:   # ComfyUI loads these with the model before sampling (device placement, offload, dtype)
+    if extra:
         model.set_additional_models(ADDITIONAL_MODELS_KEY, model.get_additional_models_with_key(ADDITIONAL_MODELS_KEY)
                                     + extra)
 
@@ -204,5 +229,6 @@ def _prepare_run(executor, noise, latent_image, sampler, sigmas, *args, **kwargs
     guider = executor.class_obj
     model_sampling = guider.model_patcher.get_model_object("model_sampling")
     for c in contributions(guider.model_options):
-        c.prepare_run(tuple(noise.shape), model_sampling)
+        with reported_as(c.node):           # no node is running while sampling: name the one that registered it
+            c.prepare_run(tuple(noise.shape), model_sampling)
     return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)

@@ -95,18 +95,18 @@ def mask_to_tokens(mask: torch.Tensor, n_tokens: int, latent_hw: tuple[int, int]
     return resized.reshape(mask.shape[0], h * w, 1)
 
 
-def normalize_mask(mask: torch.Tensor, node: str, input_name: str = "attn_mask") -> torch.Tensor:
+def normalize_mask(mask: torch.Tensor, input_name: str = "attn_mask") -> torch.Tensor:
     """ComfyUI MASK ([H, W] or [B, H, W], values 0..1) as float [B, H, W]."""
     if mask.ndim == 2:
         mask = mask[None]
     if mask.ndim != 3 or mask.shape[0] == 0 or min(mask.shape[1:]) == 0:
-        raise InfuseError(node, f"the mask has shape {tuple(mask.shape)}; a MASK is [batch, height, width].",
+        raise InfuseError(f"the mask has shape {tuple(mask.shape)}; a MASK is [batch, height, width].",
                           "connect a mask from Load Image (mask output), a mask editor, or Solid Mask.",
                           input_name=input_name)
     return mask.float().clamp(0.0, 1.0)
 
 
-def check_mask_aspect(mask: torch.Tensor, latent_hw: tuple[int, int], node: str,
+def check_mask_aspect(mask: torch.Tensor, latent_hw: tuple[int, int],
                       input_name: str = "attn_mask") -> None:
     """A mask must cover the image it masks: its aspect ratio must be the latent's, within rounding."""
     mh, mw = mask.shape[-2:]
@@ -114,7 +114,6 @@ def check_mask_aspect(mask: torch.Tensor, latent_hw: tuple[int, int], node: str,
     # one latent pixel of slack for images whose sides are not multiples of 8
     if abs(mh / mw - lh / lw) > max(1.0 / lh, 1.0 / lw) * (lh / lw) + 1e-6:
         raise InfuseError(
-            node,
             f"the mask is {mw}x{mh} (w x h) but the image being generated is {lw * 8}x{lh * 8}; "
             "their aspect ratios differ, so the mask would be stretched.",
             f"make the mask the size of the image (e.g. Upscale Image / Solid Mask at {lw * 8}x{lh * 8}), "

@@ -10,18 +10,24 @@ its two mechanisms wired onto the try-on UNet.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from ...core.errors import InfuseError
+from ...core.errors import InfuseError, current_node
+from ...extractors.clip_vision import ComfyClipVision, as_rgb, encode
 from ..decoupled_attention.adapter import IPAdapterModel
 from ..decoupled_attention.ipadapter import apply_ipadapter, image_tokens
 from ..loaders.tryon_models import CONCAT_KEY, TRYON_CHANNELS
+from ..patching.surfaces.conditioning import with_options
 from ..patching.surfaces.unet import discover_sites, model_sites
 from ..reference_attention.reference import ReferenceAttention, apply_reference, attn1_projections
 
 LATENT_SCALE = 8
 ASPECT_TOLERANCE = 0.02
+MIN_SIZE = 32
+GARMENT_PROMPT = "a photo of {}"          # what IDM-VTON's pipeline gives the garment UNet
 
 
 def _hw(images: torch.Tensor) -> tuple[int, int]:
@@ -45,25 +51,25 @@ def resize_images(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return comfy.utils.common_upscale(images.movedim(-1, 1), hw[1], hw[0], "bilinear", "disabled").movedim(1, -1)
 
 
-def person_mask(mask: torch.Tensor, person_hw: tuple[int, int], node: str) -> torch.Tensor:
+def person_mask(mask: torch.Tensor, person_hw: tuple[int, int]) -> torch.Tensor:
     """The inpaint mask as [1, H, W] in {0, 1} (white = replaced by the garment); it must be the person's size."""
     mask = mask[None] if mask.ndim == 2 else mask
     if mask.ndim != 3 or mask.shape[0] == 0:
-        raise InfuseError(node, f"the mask has shape {tuple(mask.shape)}.", "connect a MASK.", input_name="mask")
+        raise InfuseError(f"the mask has shape {tuple(mask.shape)}.", "connect a MASK.", input_name="mask")
     if tuple(mask.shape[-2:]) != person_hw:
-        raise InfuseError(node, f"the mask is {mask.shape[-1]}x{mask.shape[-2]} but the person image is "
-                                f"{person_hw[1]}x{person_hw[0]}.",
+        raise InfuseError(f"the mask is {mask.shape[-1]}x{mask.shape[-2]} but the person image is "
+                          f"{person_hw[1]}x{person_hw[0]}.",
                           "make the mask from the person image (Infuse Try-On Mask, or a segmentation node run on "
                           "the same image), or scale it to the person's size.", input_name="mask")
     return (mask[:1].float() >= 0.5).float()
 
 
-def pose_to_person(pose: torch.Tensor, person_hw: tuple[int, int], node: str) -> torch.Tensor:
+def pose_to_person(pose: torch.Tensor, person_hw: tuple[int, int]) -> torch.Tensor:
     """The pose image resized to the person's size; its aspect ratio must be the person's."""
     ph, pw = _hw(pose)
     if abs(pw / ph - person_hw[1] / person_hw[0]) > ASPECT_TOLERANCE * person_hw[1] / person_hw[0]:
-        raise InfuseError(node, f"the pose image is {pw}x{ph} but the person image is {person_hw[1]}x{person_hw[0]} "
-                                "(another aspect ratio).",
+        raise InfuseError(f"the pose image is {pw}x{ph} but the person image is {person_hw[1]}x{person_hw[0]} "
+                          "(another aspect ratio).",
                           "run the DensePose preprocessor on the person image itself.", input_name="pose")
     return resize_images(pose[:1], person_hw)
 
@@ -84,50 +90,109 @@ def concat_conditioning(model, vae, person: torch.Tensor, mask: torch.Tensor, po
     return torch.cat([latent_mask.to(masked), masked, pose_latent], dim=1)
 
 
-def check_tryon_model(model, node: str) -> IPAdapterModel:
+def check_tryon_model(model) -> IPAdapterModel:
     """The image-prompt adapter of a try-on UNet loaded by Infuse; anything else is an error."""
-    model_sites(model, node)
+    model_sites(model)
     channels = getattr(model.model.diffusion_model, "in_channels", None)
     adapter = getattr(model.model, "infuse_tryon_adapter", None)
     fix = "load IDM-VTON's unet/ with Infuse Load IDM-VTON and connect its tryon_model output."
     if channels != TRYON_CHANNELS:
-        raise InfuseError(node, f"the model takes {channels} input channels; IDM-VTON's try-on UNet takes "
-                                f"{TRYON_CHANNELS} (latent, mask, masked person, pose).", fix, input_name="model")
+        raise InfuseError(f"the model takes {channels} input channels; IDM-VTON's try-on UNet takes "
+                          f"{TRYON_CHANNELS} (latent, mask, masked person, pose).", fix, input_name="model")
     if adapter is None:
-        raise InfuseError(node, "the model is a 13-channel UNet but was not loaded as IDM-VTON's try-on UNet "
-                                "(its image prompt weights are missing).", fix, input_name="model")
+        raise InfuseError("the model is a 13-channel UNet but was not loaded as IDM-VTON's try-on UNet "
+                          "(its image prompt weights are missing).", fix, input_name="model")
     return adapter
 
 
-def check_garment_unet(model, garment, node: str) -> None:
+def check_garment_unet(model, garment) -> None:
     """The garment UNet must have a self-attention of the same width at every site of the try-on UNet."""
-    ours = {s.key: s.inner_dim for s in model_sites(model, node)}
+    ours = {s.key: s.inner_dim for s in model_sites(model)}
     theirs = {s.key: s.inner_dim for s in discover_sites(garment.model.diffusion_model)}
     if ours != theirs:
         differing = sorted(set(ours.items()) ^ set(theirs.items()))
-        raise InfuseError(node, f"the garment UNet's transformer blocks do not match the try-on UNet's "
-                                f"({len(theirs)} vs {len(ours)} blocks; first difference at "
-                                f"{':'.join(map(str, differing[0][0]))}).",
+        raise InfuseError(f"the garment UNet's transformer blocks do not match the try-on UNet's "
+                          f"({len(theirs)} vs {len(ours)} blocks; first difference at "
+                          f"{':'.join(map(str, differing[0][0]))}).",
                           "load the garment UNet (unet_encoder/) from the same IDM-VTON release as the try-on "
                           "UNet.", input_name="garment_unet")
 
 
 def apply_tryon(model, garment_unet, garment_latent: torch.Tensor, garment_context: torch.Tensor,
-                garment_embeds, adapter: IPAdapterModel, node: str, garment_weight: float = 1.0,
+                garment_embeds, adapter: IPAdapterModel, garment_weight: float = 1.0,
                 ip_weight: float = 1.0, cache_every: int = 1) -> tuple:
     """Wire the garment net (reference concat) and the image prompt onto `model` (a clone the caller owns).
     Returns the two contributions."""
-    check_garment_unet(model, garment_unet, node)
-    sites = model_sites(model, node)
-    reference = ReferenceAttention(node, "concat", garment_latent, attn1_projections(model, sites),
+    check_garment_unet(model, garment_unet)
+    sites = model_sites(model)
+    reference = ReferenceAttention(current_node(), "concat", garment_latent, attn1_projections(model, sites),
                                    source=garment_unet, noised=False, cache_every=cache_every,
                                    context=garment_context, weight=garment_weight)
     apply_reference(model, reference, sites)
-    cond, uncond = image_tokens(adapter, node, embeds=garment_embeds)
-    image_prompt = apply_ipadapter(model, adapter, cond, uncond, node, weight=ip_weight)
+    cond, uncond = image_tokens(adapter, embeds=garment_embeds)
+    image_prompt = apply_ipadapter(model, adapter, cond, uncond, weight=ip_weight)
     return reference, image_prompt
+
+
+@dataclass
+class TryOnImages:
+    """The pipeline's inputs at the person's size, cropped to the latent grid: one person, one garment."""
+    person: torch.Tensor        # [1, H, W, 3]
+    garment: torch.Tensor       # [1, H, W, 3], resized to the person's size
+    mask: torch.Tensor          # [1, H, W] in {0, 1}
+    pose: torch.Tensor          # [1, H, W, 3]
+    extra: list[str]            # inputs that had more than one image (the first is used)
+
+
+def prepare_images(person, garment, mask, pose) -> TryOnImages:
+    """Crop, binarise and resize as IDM-VTON's pipeline does, before anything is encoded."""
+    extra = [f"{name}: {len(images)} images, the first is used" for name, images in
+             (("person", person), ("garment", garment)) if len(images) > 1]
+    person = as_rgb(person, "person")[:1]
+    hw = _hw(person)
+    mask = latent_grid_crop(person_mask(mask, hw))
+    pose = latent_grid_crop(pose_to_person(as_rgb(pose, "pose"), hw))
+    garment = latent_grid_crop(resize_images(as_rgb(garment, "garment")[:1], hw))
+    person = latent_grid_crop(person)
+    if person.shape[1] < MIN_SIZE or person.shape[2] < MIN_SIZE:
+        raise InfuseError(f"the person image is {hw[1]}x{hw[0]}.", f"use an image of at least "
+                          f"{MIN_SIZE}x{MIN_SIZE} (the reference uses 768x1024).", input_name="person")
+    return TryOnImages(person, garment, mask, pose, extra)
+
+
+def garment_context(clip, garment_unet, description: str) -> torch.Tensor:
+    """The garment description's text tokens, as the garment UNet reads them."""
+    context = clip.encode_from_tokens(clip.tokenize(GARMENT_PROMPT.format(description)))
+    width = discover_sites(garment_unet.model.diffusion_model)[0].context_dim
+    if context.shape[-1] != width:
+        raise InfuseError(f"the text encoder gives {context.shape[-1]}-wide tokens; the garment UNet "
+                          f"reads {width}.", "connect the SDXL checkpoint's CLIP.", input_name="clip")
+    return context
+
+
+def try_on(model, garment_unet, vae, clip, clip_vision, positive: list, negative: list, images: TryOnImages,
+           description: str, garment_weight: float = 1.0, ip_weight: float = 1.0, cache_every: int = 1,
+           progress=None) -> tuple:
+    """IDM-VTON on a clone of the try-on UNet: (model, positive, negative, empty latent). `progress(n)` is told
+    after each of the three encodes (VAE, garment text, garment CLIP)."""
+    adapter = check_tryon_model(model)
+    check_garment_unet(model, garment_unet)
+    step = progress or (lambda n: None)
+    concat = concat_conditioning(model, vae, images.person, images.mask, images.pose)
+    garment_latent = model.model.process_latent_in(vae.encode(images.garment).float())
+    step(1)
+    context = garment_context(clip, garment_unet, description)
+    step(1)
+    embeds = encode(ComfyClipVision(clip_vision), images.garment, "crop", "garment")
+    step(1)
+    patched = model.clone()
+    apply_tryon(patched, garment_unet, garment_latent, context, embeds, adapter, garment_weight=garment_weight,
+                ip_weight=ip_weight, cache_every=cache_every)
+    h, w = images.person.shape[1] // LATENT_SCALE, images.person.shape[2] // LATENT_SCALE
+    latent = {"samples": torch.zeros(1, 4, h, w)}
+    return patched, with_concat(positive, concat), with_concat(negative, concat), latent
 
 
 def with_concat(conditioning: list, concat: torch.Tensor) -> list:
     """A copy of a CONDITIONING with the try-on concat attached to every entry."""
-    return [[c, dict(extra, **{CONCAT_KEY: concat})] for c, extra in conditioning]
+    return with_options(conditioning, **{CONCAT_KEY: concat})

@@ -1,4 +1,5 @@
-"""Residual injection (ControlNet, T2I-Adapter, IdentityNet) on top of ComfyUI's own ControlNet.
+"""Residual injection (ControlNet, T2I-Adapter, IdentityNet) on top of ComfyUI's own ControlNet, under the Gate of
+the conditioning surface.
 
 `masked_controlnet` limits a ControlNet's residuals to a region: each residual is multiplied by the mask
 resized to its feature map, before ComfyUI merges it with earlier ControlNets.
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..patching.surfaces.conditioning import ConditioningGate, gated
 
 
 def _mask_like(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -36,3 +39,29 @@ def masked_controlnet(control_net, mask: torch.Tensor):
     if not isinstance(control_net, comfy.controlnet.ControlNet):
         raise TypeError("only ControlNets (not T2I-Adapters or Control-LoRAs) can be masked")
     return MaskedControlNet.copy(control_net)
+
+
+def controlnet_conditioning(positive: list, negative: list, control_net, hint: torch.Tensor, gate: ConditioningGate,
+                            contexts: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list, list]:
+    """A ControlNet on the conditioning under the Gate, the way core's Apply ControlNet chains it: strength and
+    sigma range on the ControlNet, its residuals masked by the gate's mask, only on the branches the gate selects.
+    `contexts`: what the ControlNet's cross-attention reads instead of the text, per branch (IdentityNet's face
+    tokens)."""
+    if gate.mask is not None:
+        control_net = masked_controlnet(control_net, gate.mask)
+    hint = hint.movedim(-1, 1)
+    made: dict = {}
+
+    def attach(embeds, options, branch):
+        previous = options.get("control", None)
+        if previous not in made:
+            c_net = control_net.copy().set_cond_hint(hint, gate.strength, (gate.start_percent, gate.end_percent))
+            c_net.set_previous_controlnet(previous)
+            made[previous] = c_net
+        options["control"] = made[previous]
+        options["control_apply_to_uncond"] = False
+        if contexts is not None:
+            options["cross_attn_controlnet"] = contexts[branch].to(embeds.dtype)
+        return embeds, options
+
+    return gated(positive, negative, gate, attach, ranged=False)

@@ -40,7 +40,7 @@ def model_dirs(tmp_path_factory):
     # adapters in the published layouts: image side as published (ViT-H: 1024 pooled / 1280 hidden), token side
     # the tiny models' context width
     for name, ipa_name in (("tiny_sd15", "ip-adapter_sd15.safetensors"), ("tiny_sdxl", "ip-adapter_sdxl_vit-h.safetensors")):
-        sites = model_sites(tiny_models.build_model(name), "e2e")
+        sites = model_sites(tiny_models.build_model(name))
         ctx = tiny_models.MODELS[name][1]["context_dim"]
         widths = [s.inner_dim for s in sites]
         ipadapter_files.write(dirs["ipadapter"] / ipa_name,

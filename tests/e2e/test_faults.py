@@ -75,7 +75,7 @@ def fault_files(server, model_dirs, tmp_path_factory):
     assert proof.exists()
 
     sd15 = tiny_models.MODELS["tiny_sd15"][1]["context_dim"]
-    widths = [s.inner_dim for s in model_sites(tiny_models.build_model("tiny_sd15"), "faults")]
+    widths = [s.inner_dim for s in model_sites(tiny_models.build_model("tiny_sd15"))]
     ipadapter_files.write(ipa / TWELVE_LAYERS, ipadapter_files.image_proj("linear", cross=sd15),
                           ipadapter_files.ip_layers(widths[:12], sd15))
     ipadapter_files.write(ipa / VIT_B_ADAPTER, ipadapter_files.image_proj("linear", cross=sd15, clip_pooled=512),

@@ -30,9 +30,9 @@ def test_pad_keeps_the_whole_image_centred_on_black():
 
 def test_grayscale_and_rgba_become_rgb():
     gray = torch.rand(2, 8, 8, 1)
-    assert torch.equal(as_rgb(gray, "N")[..., 2], gray[..., 0])
+    assert torch.equal(as_rgb(gray)[..., 2], gray[..., 0])
     rgba = torch.rand(1, 8, 8, 4)
-    assert torch.equal(as_rgb(rgba, "N"), rgba[..., :3])
+    assert torch.equal(as_rgb(rgba), rgba[..., :3])
 
 
 @pytest.mark.parametrize("bad, message", [(torch.zeros(0, 8, 8, 3), "at least one image"),
@@ -40,7 +40,7 @@ def test_grayscale_and_rgba_become_rgb():
                                           (torch.zeros(1, 9000, 8, 3), "9000")])
 def test_bad_image_batches_are_refused(bad, message):
     with pytest.raises(InfuseError, match=message):
-        as_rgb(bad, "Infuse Encode Image")
+        as_rgb(bad)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def tiny_clip(tmp_path_factory):
 
 def test_open_clip_tower_matches_comfyui_clip_vision_with_the_same_weights(tiny_clip):
     path, sd, work = tiny_clip
-    ours = load_open_clip(clip_models.TINY_ARCH, str(path), "test")
+    ours = load_open_clip(clip_models.TINY_ARCH, str(path))
     comfy_cv = ComfyClipVision(clip_models.comfy_clip_vision_from_open_clip(sd, work))
     px = preprocess(image(2), 32, mode="crop")
     pooled_a, hidden_a = ours(px)
@@ -66,18 +66,18 @@ def test_open_clip_tower_matches_comfyui_clip_vision_with_the_same_weights(tiny_
 
 def test_encode_batch_and_zero_image(tiny_clip):
     path, _, _ = tiny_clip
-    enc = load_open_clip(clip_models.TINY_ARCH, str(path), "test")
-    embeds = encode(enc, image(3), "test", mode="pad")
+    enc = load_open_clip(clip_models.TINY_ARCH, str(path))
+    embeds = encode(enc, image(3), mode="pad")
     assert len(embeds) == 3 and embeds.encoder == f"open_clip:{clip_models.TINY_ARCH}"
     _, zero_hidden = enc(torch.zeros(1, 3, 32, 32))
     assert torch.equal(embeds.uncond_hidden, zero_hidden)
-    single = encode(enc, image(3)[1:2], "test", mode="pad")
+    single = encode(enc, image(3)[1:2], mode="pad")
     torch.testing.assert_close(single.hidden[0], embeds.hidden[1], rtol=0, atol=1e-6)
 
 
 def test_open_clip_errors_name_the_architecture_and_file(tiny_clip):
     path, _, _ = tiny_clip
     with pytest.raises(InfuseError, match="no architecture 'ViT-Nope'"):
-        load_open_clip("ViT-Nope", str(path), "Infuse Load open-clip")
+        load_open_clip("ViT-Nope", str(path))
     with pytest.raises(InfuseError, match="does not hold a ViT-B-32 image tower"):
-        load_open_clip("ViT-B-32", str(path), "Infuse Load open-clip")
+        load_open_clip("ViT-B-32", str(path))

@@ -39,7 +39,7 @@ def test_config_read_off_the_weights_matches_the_release_config_but_for_heads(re
 
 
 def test_sharded_and_single_file_layouts_load_the_same_weights(release, tmp_path):
-    reference = weights_of(load_garment_unet(str(release["garment"]), NODE))
+    reference = weights_of(load_garment_unet(str(release["garment"])))
     sd = load_file(str(release["garment"]))
     keys = sorted(sd)
     shards = tmp_path / "sharded"
@@ -52,12 +52,12 @@ def test_sharded_and_single_file_layouts_load_the_same_weights(release, tmp_path
     shutil.copy(release["garment"], single / "idm_garment.safetensors")
     shutil.copy(release["garment"].parent / "config.json", single / "idm_garment.json")
     for path in (shards / "diffusion_pytorch_model-00002-of-00002.safetensors", single / "idm_garment.safetensors"):
-        loaded = weights_of(load_garment_unet(str(path), NODE))
+        loaded = weights_of(load_garment_unet(str(path)))
         assert loaded.keys() == reference.keys() and all(torch.equal(loaded[k], reference[k]) for k in reference)
 
     (shards / "diffusion_pytorch_model-00001-of-00002.safetensors").unlink()
     with pytest.raises(InfuseError, match="one of 2 shards but 1 are in its folder"):
-        load_garment_unet(str(shards / "diffusion_pytorch_model-00002-of-00002.safetensors"), NODE)
+        load_garment_unet(str(shards / "diffusion_pytorch_model-00002-of-00002.safetensors"))
 
 
 def test_a_lone_file_is_read_with_sdxl_heads_and_bad_files_are_named(release, tmp_path):
@@ -65,18 +65,18 @@ def test_a_lone_file_is_read_with_sdxl_heads_and_bad_files_are_named(release, tm
     shutil.copy(release["garment"], alone)
     # heads are not in the weights: SDXL's 64 channels per head is assumed (the tiny file has 8, so only the
     # head count differs from the original; the weights are the same)
-    model = load_garment_unet(str(alone), NODE)
-    sites = model_sites(model, NODE)
+    model = load_garment_unet(str(alone))
+    sites = model_sites(model)
     assert {s.heads for s in sites} == {1, 2} and all(s.inner_dim == 64 * s.heads for s in sites)
-    reference = weights_of(load_garment_unet(str(release["garment"]), NODE))
+    reference = weights_of(load_garment_unet(str(release["garment"])))
     assert all(torch.equal(weights_of(model)[k], reference[k]) for k in reference)
     ckpt = tiny_models.write_checkpoint(tmp_path / "tiny_sdxl.safetensors", "tiny_sdxl")
     with pytest.raises(InfuseError, match="not a diffusers-format UNet \\(it is in ComfyUI's checkpoint layout\\)"):
-        load_garment_unet(str(ckpt), NODE)
+        load_garment_unet(str(ckpt))
     broken = tmp_path / "broken" / "diffusion_pytorch_model.safetensors"
     broken.parent.mkdir()
     shutil.copy(release["garment"].parent / "config.json", broken.parent / "config.json")
     sd = load_file(str(release["garment"]))
     save_file({k: v for k, v in sd.items() if "up_blocks.0" not in k}, str(broken))
     with pytest.raises(InfuseError, match="the UNet file lacks .* weights its config implies"):
-        load_garment_unet(str(broken), NODE)
+        load_garment_unet(str(broken))

@@ -28,7 +28,7 @@ class ImageAttention(dispatcher.Contribution):
 
 
 def widths(model):
-    return {s.key: s.inner_dim for s in model_sites(model, "test")}
+    return {s.key: s.inner_dim for s in model_sites(model)}
 
 
 @pytest.fixture(params=["tiny_sd15", "tiny_sdxl"])
@@ -44,8 +44,8 @@ def test_installed_dispatchers_without_contributions_are_bit_identical(setup):
     plain = run(model)
     m = model.clone()
     for kind in dispatcher.ATTENTION_KINDS:
-        dispatcher.install(m, kind, model_sites(m, "test"))
-    assert len(dispatcher.dispatchers(m.model_options)) == 2 * len(model_sites(m, "test"))
+        dispatcher.install(m, kind, model_sites(m))
+    assert len(dispatcher.dispatchers(m.model_options)) == 2 * len(model_sites(m))
     assert torch.equal(run(m), plain)
 
 
@@ -67,7 +67,7 @@ def test_contribution_changes_output_and_runs_at_every_site_middle_included(setu
     dispatcher.add_contribution(m, c)
     out = run(m, steps=2)
     assert not torch.equal(out, run(model, steps=2)) and torch.isfinite(out).all()
-    sites = model_sites(m, "test")
+    sites = model_sites(m)
     assert set(c.calls) == {s.key for s in sites}
     middle = [s.key for s in sites if s.block == "middle"]
     assert middle and all(c.calls[k] == 2 for k in middle)       # one call per step (cond+uncond batched)
@@ -94,7 +94,7 @@ def test_two_contributions_compose_and_removing_one_leaves_the_other(setup):
 
 def test_foreign_replace_patches_are_kept_as_base_attention(setup):
     name, model, run = setup
-    sites = model_sites(model, "test")
+    sites = model_sites(model)
     first, last = sites[0], sites[-1]
     called = Counter()
 
@@ -172,5 +172,5 @@ def test_mask_of_another_aspect_fails_before_the_first_step(setup):
 
 def test_unsupported_model_is_rejected_at_apply_time(tiny):
     m = tiny.build_model("tiny_sd21")
-    with pytest.raises(InfuseError, match="Test Contribution, input 'model': the model is a SD20 model"):
+    with pytest.raises(InfuseError, match="^input 'model': the model is a SD20 model"):
         dispatcher.add_contribution(m, ImageAttention({("input", 1, 0): 32}))

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.core.errors import InfuseError, reported_as
 from comfyui_infuse.mechanisms.patching import dispatcher
 from comfyui_infuse.mechanisms.patching.surfaces import dit
 
@@ -66,12 +66,12 @@ def flux():
 
 
 def site(model, key):
-    return [s for s in dit.block_sites(model, "test") if s.key == key]
+    return [s for s in dit.block_sites(model) if s.key == key]
 
 
 def probed(model, key, contribution):
     """A clone with a recorder as the foreign base at `key`, the contribution there, a recorder at the next block."""
-    keys = [s.key for s in dit.block_sites(model, "test")]
+    keys = [s.key for s in dit.block_sites(model)]
     nxt = keys[keys.index(key) + 1]
     m = model.clone()
     base, after = Recorder(), Recorder()
@@ -83,7 +83,7 @@ def probed(model, key, contribution):
 
 def test_sites_are_double_then_single_blocks(flux):
     model, _ = flux
-    keys = [s.key for s in dit.block_sites(model, "test")]
+    keys = [s.key for s in dit.block_sites(model)]
     assert keys == [("double_block", 0), ("double_block", 1), ("single_block", 0), ("single_block", 1)]
 
 
@@ -115,7 +115,7 @@ def test_constant_delta_lands_on_image_tokens_only_and_foreign_base_is_kept(flux
 def test_constant_delta_on_the_original_block(flux, key):
     """No foreign base: the first model call (same inputs either way) gets exactly the delta on image tokens."""
     model, run = flux
-    keys = [s.key for s in dit.block_sites(model, "test")]
+    keys = [s.key for s in dit.block_sites(model)]
     nxt = keys[keys.index(key) + 1]
     seen = {}
     for name, contribution in (("plain", None), ("patched", Constant(value=2.0, weight=0.5))):
@@ -180,18 +180,36 @@ def test_cond_only_changes_only_cond_rows(flux, positives):
             assert torch.equal(nxt[rows, :T], out[rows, :T])
 
 
-def test_foreign_patch_installed_after_replaces_the_dispatcher_there(flux):
-    """ComfyUI's replace semantics: the later patch wins its key; Infuse's contribution stops there only."""
+def test_foreign_patch_installed_after_is_the_base_for_the_call_and_contributions_go_on(flux):
+    """A "dit" patch installed over a dispatcher: kept and called, and Infuse's contributions still act there; the
+    result is the same as with the foreign patch installed first. The model's options keep the foreign patch."""
     model, run = flux
-    m = model.clone()
-    c = Constant()
-    dit.add_block_contribution(m, c)
+    key = ("double_block", 1)
+    first, c_first = model.clone(), Constant()
+    first.set_model_patch_replace(Recorder(), "dit", *key)
+    dit.add_block_contribution(first, c_first)
+    after, c_after = model.clone(), Constant()
+    dit.add_block_contribution(after, c_after)
     later = Recorder()
-    m.set_model_patch_replace(later, "dit", "double_block", 1)
-    run(m)
+    after.set_model_patch_replace(later, "dit", *key)
+    out = run(after)
     assert later.outputs
-    ran = {s for s, _, _ in c.calls}
-    assert ("double_block", 1) not in ran and ran == {("double_block", 0), ("single_block", 0), ("single_block", 1)}
+    assert {s for s, _, _ in c_after.calls} == {("double_block", 0), key, ("single_block", 0), ("single_block", 1)}
+    assert torch.equal(out, run(first))
+    assert after.model_options["transformer_options"]["patches_replace"]["dit"][key] is later
+
+
+def test_a_contribution_added_over_a_foreign_patch_keeps_the_earlier_ones(flux):
+    model, run = flux
+    key = ("single_block", 0)
+    m, a, b = model.clone(), Constant(1.0), Constant(0.5)
+    dit.add_block_contribution(m, a)
+    m.set_model_patch_replace(Recorder(), "dit", *key)
+    dit.add_block_contribution(m, b)
+    held = m.model_options["transformer_options"]["patches_replace"]["dit"][key]
+    assert held.contributions == (a, b) and isinstance(held.base, Recorder)
+    run(m)
+    assert key in {s for s, _, _ in a.calls} and key in {s for s, _, _ in b.calls}
 
 
 def test_clones_share_contributions_and_tensors_and_input_model_is_untouched(flux):
@@ -221,7 +239,7 @@ def test_image_query_is_the_blocks_own_q_computed_once(flux, kind):
     model, run = flux
     m = model.clone()
     first, second = Query(), Query()
-    keys = [s for s in dit.block_sites(m, "test") if s.kind == kind]
+    keys = [s for s in dit.block_sites(m) if s.kind == kind]
     dit.add_block_contribution(m, first, keys)
     dit.add_block_contribution(m, second, keys)
     seen = []
@@ -243,6 +261,6 @@ def test_image_query_is_the_blocks_own_q_computed_once(flux, kind):
 
 def test_unet_model_is_refused_naming_the_node_and_the_model(tiny):
     model = tiny.build_model("tiny_sd15", seed=0).clone()
-    with pytest.raises(InfuseError) as e:
+    with pytest.raises(InfuseError) as e, reported_as("Test Block"):
         dit.add_block_contribution(model, Constant())
     assert "Test Block" in str(e.value) and "SD15" in str(e.value) and e.value.input_name == "model"

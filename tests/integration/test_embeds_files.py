@@ -56,7 +56,7 @@ def test_embeds_from_another_encoder_are_refused(dirs, tmp_path_factory):
     work = tmp_path_factory.mktemp("clip")
     clip_models.register_tiny_open_clip(work)
     clip_models.write_open_clip(work / "tiny.safetensors")
-    encoder = load_open_clip(clip_models.TINY_ARCH, str(work / "tiny.safetensors"), "test")
+    encoder = load_open_clip(clip_models.TINY_ARCH, str(work / "tiny.safetensors"))
     embeds = ImageEmbeds("clip_vision:ViT-H-14", torch.zeros(1, 4), torch.zeros(1, 2, 3), torch.zeros(1, 2, 3))
     path = save_and_move(dirs, image_embeds=embeds)
     with pytest.raises(InfuseError, match=f"was made by clip_vision:ViT-H-14, not by the connected "

@@ -39,12 +39,12 @@ def test_faceid_plus_from_analysis_and_crops(faces_root, tiny, tmp_path):
     clip_models.write_open_clip(tmp_path / "clip.safetensors")
     from comfyui_infuse.extractors.clip_vision import load_open_clip
 
-    encoder = load_open_clip(clip_models.TINY_ARCH, str(tmp_path / "clip.safetensors"), "t")
+    encoder = load_open_clip(clip_models.TINY_ARCH, str(tmp_path / "clip.safetensors"))
     model = tiny.build_model("tiny_sd15", seed=2)
     ctx = tiny.MODELS["tiny_sd15"][1]["context_dim"]
     adapter = parse_ipadapter({"image_proj": f.image_proj("faceid_plus", cross=ctx, clip_hidden=40),
-                               "ip_adapter": f.ip_layers([s.inner_dim for s in model_sites(model, "t")], ctx,
-                                                         lora_rank=4)}, "faceid-plusv2.bin", "t")
+                               "ip_adapter": f.ip_layers([s.inner_dim for s in model_sites(model)], ctx,
+                                                         lora_rank=4)}, "faceid-plusv2.bin")
     faces, _, crops = InfuseFaceAnalysis.execute(image([(6, 7)]), "antelopev2", 640, "largest", 0, 224).args
     patched = InfuseIPAdapter.execute(model, adapter, image=crops, open_clip=encoder, face_embeds=faces,
                                       **DEFAULTS).args[0]
@@ -93,8 +93,8 @@ def test_pass_through_keeps_an_empty_entry_and_identity_nodes_leave_it_out(faces
     model = tiny.build_model("tiny_sd15", seed=2)
     ctx = tiny.MODELS["tiny_sd15"][1]["context_dim"]
     adapter = parse_ipadapter({"image_proj": f.image_proj("faceid", cross=ctx),
-                               "ip_adapter": f.ip_layers([s.inner_dim for s in model_sites(model, "t")], ctx,
-                                                         lora_rank=4)}, "faceid.bin", "t")
+                               "ip_adapter": f.ip_layers([s.inner_dim for s in model_sites(model)], ctx,
+                                                         lora_rank=4)}, "faceid.bin")
     pos, neg = tiny.text_conditioning("tiny_sd15", 1), tiny.text_conditioning("tiny_sd15", 2)
     run = lambda m: tiny.sample(m, pos, neg)
     (skipped, _, _), _ = analysis(batch([(6, 7)], [], [(3, 3)]), "skip")

@@ -12,19 +12,19 @@ from support import ipadapter_files as f
 
 def faceid_adapter(tiny, name, model, rank=4):
     _, cfg = tiny.MODELS[name]
-    sites = model_sites(model, "test")
+    sites = model_sites(model)
     data = {"image_proj": f.image_proj("faceid", cross=cfg["context_dim"]),
             "ip_adapter": f.ip_layers([s.inner_dim for s in sites], cfg["context_dim"], lora_rank=rank)}
-    return parse_ipadapter(data, "faceid.bin", "test")
+    return parse_ipadapter(data, "faceid.bin")
 
 
 @pytest.mark.parametrize("name", ["tiny_sd15", "tiny_sdxl"])
 def test_lora_patches_every_projection_of_every_processor(tiny, name):
     model = tiny.build_model(name, seed=2)
     adapter = faceid_adapter(tiny, name, model)
-    sites = model_sites(model, "test")
+    sites = model_sites(model)
     m = model.clone()
-    assert apply_faceid_lora(m, adapter, 0.6, "test") == len(sites) * 2 * 4
+    assert apply_faceid_lora(m, adapter, 0.6) == len(sites) * 2 * 4
     before = {k: v.clone() for k, v in model.model.state_dict().items()}
     m.patch_model(device_to=torch.device("cpu"))
     try:
@@ -44,7 +44,7 @@ def test_lora_patches_every_projection_of_every_processor(tiny, name):
 def test_zero_strength_adds_no_patch(tiny):
     model = tiny.build_model("tiny_sd15")
     m = model.clone()
-    assert apply_faceid_lora(m, faceid_adapter(tiny, "tiny_sd15", model), 0.0, "test") == 0
+    assert apply_faceid_lora(m, faceid_adapter(tiny, "tiny_sd15", model), 0.0) == 0
     assert not m.patches
 
 
@@ -52,4 +52,4 @@ def test_lora_for_another_family_is_refused(tiny):
     sd15 = tiny.build_model("tiny_sd15")
     adapter = faceid_adapter(tiny, "tiny_sd15", sd15)
     with pytest.raises(InfuseError, match="is an SD1.5 IP-Adapter but the model is SDXL"):
-        apply_faceid_lora(tiny.build_model("tiny_sdxl").clone(), adapter, 1.0, "test")
+        apply_faceid_lora(tiny.build_model("tiny_sdxl").clone(), adapter, 1.0)

@@ -28,7 +28,7 @@ def strict_pass_through(calls: list):
 
 
 def with_reference(model, mode="concat", weight=1.0):
-    sites = model_sites(model, NODE)
+    sites = model_sites(model)
     m = model.clone()
     latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
     c = ReferenceAttention(NODE, mode, model.model.process_latent_in(latent), attn1_projections(m, sites),
@@ -39,7 +39,7 @@ def with_reference(model, mode="concat", weight=1.0):
 
 def with_strict(model, strict):
     m = model.clone()
-    for site in model_sites(model, NODE):
+    for site in model_sites(model):
         m.set_model_attn1_replace(strict, *site.key)
     return m
 
@@ -111,3 +111,17 @@ def test_foreign_patches_are_not_written_into_the_model(setup):
     run(m, (16, 16))
     after = m.model_options["transformer_options"]["patches_replace"]["attn1"]
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+
+
+def test_a_contribution_added_over_a_foreign_patch_keeps_the_earlier_ones(setup):
+    """Infuse, then another pack's patch over a dispatcher, then Infuse again: the new dispatcher there runs both
+    contributions on the foreign base, and the result equals the foreign patch installed first."""
+    model, run = setup
+    calls = []
+    strict = strict_pass_through(calls)
+    first = with_reference(with_reference(with_strict(model, strict), "cross", 0.7), "concat", 0.4)
+    between = with_reference(with_strict(with_reference(model, "cross", 0.7), strict), "concat", 0.4)
+    key = model_sites(model)[0].key
+    held = between.model_options["transformer_options"]["patches_replace"]["attn1"][key]
+    assert len(held.contributions) == 2 and held.base is strict
+    assert torch.equal(run(between), run(first)) and calls

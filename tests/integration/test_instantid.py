@@ -21,13 +21,13 @@ NODE = "Infuse InstantID"
 def parts(tiny, tmp_path_factory):
     work = tmp_path_factory.mktemp("instantid")
     model = tiny.build_model("tiny_sdxl", seed=5)
-    sites = model_sites(model, "t")
+    sites = model_sites(model)
     ctx = tiny.MODELS["tiny_sdxl"][1]["context_dim"]
     widths = [s.inner_dim for s in sites]
     instantid = parse_ipadapter({"image_proj": f.image_proj("resampler", cross=ctx, clip_hidden=512, resampler_dim=128),
-                                 "ip_adapter": f.ip_layers(widths, ctx, seed=7)}, "ip-adapter.bin", NODE)
+                                 "ip_adapter": f.ip_layers(widths, ctx, seed=7)}, "ip-adapter.bin")
     ipadapter = parse_ipadapter({"image_proj": f.image_proj("linear", cross=ctx, clip_pooled=24),
-                                 "ip_adapter": f.ip_layers(widths, ctx, seed=8)}, "ip-adapter_sdxl.bin", NODE)
+                                 "ip_adapter": f.ip_layers(widths, ctx, seed=8)}, "ip-adapter_sdxl.bin")
     control = comfy.controlnet.load_controlnet(str(tiny.write_controlnet(work / "identitynet.safetensors")))
     faces = FaceEmbeds.from_raw("antelopev2", torch.randn(1, 512, generator=torch.Generator().manual_seed(1)) * 20)
     faces.kps = torch.tensor([[[20.0, 20], [44, 20], [32, 32], [22, 46], [42, 46]]])
@@ -40,10 +40,10 @@ def conditioning(tiny, seed):
 
 def test_identitynet_sees_the_face_tokens_not_the_text(tiny, parts):
     model, instantid, _, control, faces = parts
-    cond, uncond = face_tokens(instantid, faces, NODE)
+    cond, uncond = face_tokens(instantid, faces)
     kps = keypoints_images(faces.kps, (64, 64), (64, 64))
     pos, neg = identitynet_conditioning(conditioning(tiny, 1), conditioning(tiny, 2), control, kps, cond, uncond,
-                                        0.8, 0.0, 1.0, NODE)
+                                        0.8, 0.0, 1.0)
     seen = []
     hook = control.control_model.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(kwargs["context"].detach().clone()), with_kwargs=True)
@@ -62,11 +62,11 @@ def test_identitynet_sees_the_face_tokens_not_the_text(tiny, parts):
 
 def test_uncond_is_the_zero_embedding_or_seeded_noise(parts):
     _, instantid, _, _, faces = parts
-    _, zero_uncond = face_tokens(instantid, faces, NODE)
+    _, zero_uncond = face_tokens(instantid, faces)
     expected = instantid.projection.float()(torch.zeros(1, 1, 512))
     torch.testing.assert_close(zero_uncond, expected, rtol=0, atol=1e-6)
-    _, noisy = face_tokens(instantid, faces, NODE, noise=0.35)
-    _, noisy_again = face_tokens(instantid, faces, NODE, noise=0.35)
+    _, noisy = face_tokens(instantid, faces, noise=0.35)
+    _, noisy_again = face_tokens(instantid, faces, noise=0.35)
     assert not torch.allclose(noisy, zero_uncond) and torch.equal(noisy, noisy_again)
 
 
@@ -75,19 +75,19 @@ def test_ipadapter_and_instantid_stack_and_removing_one_leaves_the_other(tiny, p
     from comfyui_infuse.core.records import ImageEmbeds
     g = torch.Generator().manual_seed(3)
     embeds = ImageEmbeds("test", torch.randn(1, 24, generator=g), torch.randn(1, 5, 8), torch.randn(1, 5, 8))
-    ip_c, ip_u = image_tokens(ipadapter, "Infuse IP-Adapter", embeds=embeds)
-    id_c, id_u = face_tokens(instantid, faces, NODE)
+    ip_c, ip_u = image_tokens(ipadapter, embeds=embeds)
+    id_c, id_u = face_tokens(instantid, faces)
 
     both = model.clone()
-    ip = apply_ipadapter(both, ipadapter, ip_c, ip_u, "Infuse IP-Adapter", weight=0.7)
-    face = apply_ipadapter(both, instantid, id_c, id_u, NODE, weight=0.8)
+    ip = apply_ipadapter(both, ipadapter, ip_c, ip_u, weight=0.7)
+    face = apply_ipadapter(both, instantid, id_c, id_u, weight=0.8)
     per_site = [d for d in dispatcher.dispatchers(both.model_options) if d.kind == "attn2"]
-    assert len(per_site) == len(model_sites(model, "t")) and all(d.contributions == (ip, face) for d in per_site)
+    assert len(per_site) == len(model_sites(model)) and all(d.contributions == (ip, face) for d in per_site)
 
     only_ip = model.clone()
-    apply_ipadapter(only_ip, ipadapter, ip_c, ip_u, "Infuse IP-Adapter", weight=0.7)
+    apply_ipadapter(only_ip, ipadapter, ip_c, ip_u, weight=0.7)
     only_face = model.clone()
-    apply_ipadapter(only_face, instantid, id_c, id_u, NODE, weight=0.8)
+    apply_ipadapter(only_face, instantid, id_c, id_u, weight=0.8)
     pos, neg = conditioning(tiny, 1), conditioning(tiny, 2)
     run = lambda m: tiny.sample(m, pos, neg, steps=2)
     out_both = run(both)
@@ -101,25 +101,25 @@ def test_ipadapter_and_instantid_stack_and_removing_one_leaves_the_other(tiny, p
 def test_wrong_parts_are_refused(tiny, parts, tmp_path):
     model, instantid, ipadapter, control, faces = parts
     with pytest.raises(InfuseError, match="is not an InstantID adapter"):
-        face_tokens(ipadapter, faces, NODE)
+        face_tokens(ipadapter, faces)
     sd15_control = comfy.controlnet.load_controlnet(str(tiny.write_controlnet(tmp_path / "c.safetensors",
                                                                                "tiny_sd15")))
-    cond, uncond = face_tokens(instantid, faces, NODE)
+    cond, uncond = face_tokens(instantid, faces)
     with pytest.raises(InfuseError, match="input 'control_net': the ControlNet's cross-attention takes 64-wide"):
         identitynet_conditioning(conditioning(tiny, 1), conditioning(tiny, 2), sd15_control,
-                                 torch.zeros(1, 64, 64, 3), cond, uncond, 1.0, 0.0, 1.0, NODE)
+                                 torch.zeros(1, 64, 64, 3), cond, uncond, 1.0, 0.0, 1.0)
     with pytest.raises(InfuseError, match="is an SDXL IP-Adapter but the model is SD1.5"):
-        apply_ipadapter(tiny.build_model("tiny_sd15").clone(), instantid, cond, uncond, NODE)
+        apply_ipadapter(tiny.build_model("tiny_sd15").clone(), instantid, cond, uncond)
 
 
 def test_mask_limits_identitynet_residuals_to_the_region(tiny, parts):
     model, instantid, _, control, faces = parts
-    cond, uncond = face_tokens(instantid, faces, NODE)
+    cond, uncond = face_tokens(instantid, faces)
     kps = keypoints_images(faces.kps, (64, 64), (64, 64))
     mask = torch.zeros(1, 64, 64)
     mask[:, :, :32] = 1.0                                  # left half
     pos, neg = identitynet_conditioning(conditioning(tiny, 1), conditioning(tiny, 2), control, kps, cond, uncond,
-                                        1.0, 0.0, 1.0, NODE, mask=mask)
+                                        1.0, 0.0, 1.0, mask=mask)
     c_net = pos[0][1]["control"]
     assert neg[0][1]["control"] is c_net and type(c_net).__name__ == "MaskedControlNet"
     residual = {"input": [torch.ones(2, 4, 8, 8)], "middle": [torch.ones(2, 4, 4, 4)], "output": []}
@@ -138,8 +138,8 @@ def test_instantid_file_layout_is_recognised(tmp_path, tiny):
     widths = [w // 8 for w in f.SDXL_SITE_WIDTHS]
     path = f.write(tmp_path / "ip-adapter.bin", f.image_proj("resampler", cross=256, clip_hidden=512,
                                                               resampler_dim=128), f.ip_layers(widths, 256))
-    adapter = load_ipadapter(str(path), NODE)
-    check_instantid(adapter, NODE)
+    adapter = load_ipadapter(str(path))
+    check_instantid(adapter)
     assert sorted(2 * n + 1 for n in adapter.kv) == list(range(1, 140, 2)) and adapter.tokens == 16
 
 

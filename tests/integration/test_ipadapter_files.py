@@ -41,7 +41,7 @@ def test_variant_is_read_from_the_weights(tmp_path, family, widths, cross, varia
     proj = dict(proj)
     path = f.write(tmp_path / f"renamed_on_purpose{suffix}", f.image_proj(proj.pop("kind"), cross=cross, **proj),
                    f.ip_layers(widths, cross, lora_rank=8 if lora else None))
-    adapter = load_ipadapter(str(path), "test")
+    adapter = load_ipadapter(str(path))
     assert (adapter.family, adapter.variant, adapter.image_input, adapter.tokens) == (family, variant, image_input,
                                                                                      tokens)
     assert adapter.cross_dim == cross and len(adapter.kv) == len(widths) and bool(adapter.lora) == lora

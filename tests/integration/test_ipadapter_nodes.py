@@ -30,7 +30,7 @@ def env(tmp_path_factory, tiny):
     clip_models.write_open_clip(root / "clip_vision" / "tiny_open_clip.safetensors", seed=1)
     folder_paths.add_model_folder_path("clip_vision", str(root / "clip_vision"))
     folder_paths.add_model_folder_path("ipadapter", str(root / "ipadapter"))
-    widths = {n: [s.inner_dim for s in model_sites(tiny.build_model(n), "t")] for n in ("tiny_sd15", "tiny_sdxl")}
+    widths = {n: [s.inner_dim for s in model_sites(tiny.build_model(n))] for n in ("tiny_sd15", "tiny_sdxl")}
     ctx = {n: tiny.MODELS[n][1]["context_dim"] for n in widths}
     files = {
         "sd15_base.safetensors": f.image_proj("linear", cross=ctx["tiny_sd15"], clip_pooled=POOLED),
@@ -103,7 +103,7 @@ def test_image_kv_is_computed_once_and_reused_across_steps(env, sd15):
     run(patched, steps=3)
     assert {k: v[0].data_ptr() for k, v in c._kv.items()} == first
     per_branch = [k for k in first if len(k) == 4]
-    assert len(per_branch) == 2 * len(model_sites(model, "t"))            # one K/V per site and CFG branch
+    assert len(per_branch) == 2 * len(model_sites(model))            # one K/V per site and CFG branch
 
 
 def test_moving_or_freeing_a_clone_keeps_the_live_models_caches(env, sd15):
@@ -152,6 +152,22 @@ def test_faceid_takes_face_embeds_and_its_lora(env, sd15):
         apply(model, load("sd15_faceid.bin"))
 
 
+def test_one_apply_reads_the_model_family_and_walks_its_sites_once(env, sd15, monkeypatch):
+    from comfyui_infuse.mechanisms.patching.surfaces import unet
+
+    counts = {"model_family": 0, "discover_sites": 0}
+    for name in counts:
+        def counted(*a, _f=getattr(unet, name), _n=name):
+            counts[_n] += 1
+            return _f(*a)
+        monkeypatch.setattr(unet, name, counted)
+    model, _ = sd15
+    faces = FaceEmbeds.from_raw("synthetic", torch.randn(1, 512) * 20)
+    patched = apply(model, load("sd15_faceid.bin"), face_embeds=faces, faceid_lora_strength=0.6)
+    assert patched.patches and dispatcher.contributions(patched.model_options)
+    assert counts == {"model_family": 1, "discover_sites": 1}
+
+
 # --- bad input: clear errors naming node, input and fix, before sampling -------------------------------------
 def test_the_simple_node_is_the_advanced_node_at_its_defaults(env, sd15):
     model, run = sd15
@@ -184,7 +200,7 @@ class UnusableEncoder:
 
 def test_sdxl_adapter_on_a_distilled_sdxl_is_named_before_encoding(env, tiny):
     ssd1b = tiny.build_model("tiny_ssd1b")
-    n_sites = len(model_sites(ssd1b, "t"))
+    n_sites = len(model_sites(ssd1b))
     with pytest.raises(InfuseError) as e:
         apply(ssd1b, load("sdxl_base.safetensors"), image=image(), open_clip=UnusableEncoder())
     assert str(e.value).startswith(
@@ -205,7 +221,7 @@ def test_encoder_of_the_wrong_width(env, sd15, tmp_path):
     model, _ = sd15
     wide = f.image_proj("linear", cross=64, clip_pooled=POOLED + 8)
     f.write(tmp_path / "ipadapter" / "wide.safetensors", wide,
-            f.ip_layers([s.inner_dim for s in model_sites(model, "t")], 64))
+            f.ip_layers([s.inner_dim for s in model_sites(model)], 64))
     folder_paths.add_model_folder_path("ipadapter", str(tmp_path / "ipadapter"))
     with pytest.raises(InfuseError, match=r"input 'open_clip': the image embeds have pooled embeds 24 wide, "
                                           r"but 'wide.safetensors' .* takes 32"):

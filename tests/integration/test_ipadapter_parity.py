@@ -76,13 +76,13 @@ def diffusers_image_embeds(variant, embeds, faces, unet):
 @pytest.mark.parametrize("name", ["tiny_sd15", "tiny_sdxl"])
 def test_unet_with_adapter_matches_diffusers(tiny, name, variant, n_images):
     model = tiny.build_model(name, seed=11)
-    sites = model_sites(model, "test")
+    sites = model_sites(model)
     _, cfg = tiny.MODELS[name]
     spec = dict(VARIANTS[variant])
     lora_rank = spec.pop("lora", None)          # FaceID files carry a LoRA; diffusers' loader ignores it
     image_proj = f.image_proj(spec.pop("kind"), seed=3, cross=cfg["context_dim"], **spec)
     ip_layers = f.ip_layers([s.inner_dim for s in sites], cfg["context_dim"], seed=4, lora_rank=lora_rank)
-    adapter = parse_ipadapter({"image_proj": image_proj, "ip_adapter": ip_layers}, "test.bin", "test")
+    adapter = parse_ipadapter({"image_proj": image_proj, "ip_adapter": ip_layers}, "test.bin")
     assert adapter.variant == variant and adapter.family == name.removeprefix("tiny_")
 
     embeds, faces = features(n_images)
@@ -92,9 +92,9 @@ def test_unet_with_adapter_matches_diffusers(tiny, name, variant, n_images):
         diff_kw["image_embeds"] = [diffusers_image_embeds(variant, embeds, faces, unet)]
         expected = unet(x, t, encoder_hidden_states=ctx, added_cond_kwargs=diff_kw).sample
 
-    cond, uncond = image_tokens(adapter, "test", embeds=embeds, faces=faces, faceid_v2=True, faceid_v2_weight=0.8)
+    cond, uncond = image_tokens(adapter, embeds=embeds, faces=faces, faceid_v2=True, faceid_v2_weight=0.8)
     patched = model.clone()
-    apply_ipadapter(patched, adapter, cond, uncond, "test", weight=0.7)
+    apply_ipadapter(patched, adapter, cond, uncond, weight=0.7)
     ours = comfy_forward(patched, x, t, ctx, comfy_kw)
     plain = comfy_forward(model, x, t, ctx, comfy_kw)
 

@@ -23,3 +23,23 @@ def test_schema_is_valid_and_documented(node):
 def test_node_ids_are_unique():
     ids = [n.GET_SCHEMA().node_id for n in NODES]
     assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("node", NODES, ids=lambda n: n.__name__)
+def test_errors_of_the_math_are_reported_as_the_nodes_own(node):
+    """Every node runs under the node base: an InfuseError raised without a node inside execute names this node."""
+    from comfyui_infuse.core.errors import InfuseError
+    from comfyui_infuse.nodes.base import InfuseNode
+
+    assert issubclass(node, InfuseNode) and node.execute.__wrapped__
+
+    class Probe(node):
+        SOCKETS = {"param": "socket"}
+
+        @classmethod
+        def execute(cls, **kwargs):
+            raise InfuseError("bad.", "fix it.", input_name="param")
+
+    with pytest.raises(InfuseError) as e:
+        Probe.execute()
+    assert str(e.value) == f"{node.GET_SCHEMA().display_name}, input 'socket': bad. Fix: fix it."

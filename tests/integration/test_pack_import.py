@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.core.errors import InfuseError, reported_as
 from comfyui_infuse.extractors.deps import require
 from support.comfy_env import PACK_ROOT, find_comfyui
 
@@ -56,8 +56,8 @@ def test_model_folders_registered_and_extra_model_paths_entries_kept(tmp_path):
 
 def test_missing_optional_dependency_names_import_error_and_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "insightface", None)    # Python's own way to make an import fail
-    with pytest.raises(InfuseError) as e:
-        require("insightface", "Infuse Face Analysis")
+    with pytest.raises(InfuseError) as e, reported_as("Infuse Face Analysis"):
+        require("insightface")
     msg = str(e.value)
     assert msg.startswith("Infuse Face Analysis: this node needs the Python package 'insightface'")
     assert str(e.value.__cause__) in msg and f'"{sys.executable}" -m pip install insightface' in msg
@@ -70,7 +70,7 @@ def test_broken_optional_dependency_shows_its_own_import_error(tmp_path, monkeyp
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "onnxruntime", raising=False)
     with pytest.raises(InfuseError) as e:
-        require("onnxruntime", "Infuse Face Analysis")
+        require("onnxruntime")
     assert "(ImportError: libonnxruntime.so.1: cannot open)" in str(e.value)
     assert "-m pip install onnxruntime-gpu" in str(e.value)
 
@@ -80,8 +80,8 @@ def test_find_model_file_lists_the_folders_searched():
 
     from comfyui_infuse.nodes.folders import find_model_file
 
-    with pytest.raises(InfuseError) as e:
-        find_model_file("ipadapter", "nope.safetensors", "Infuse IP-Adapter Loader", "ipadapter_file")
+    with pytest.raises(InfuseError) as e, reported_as("Infuse IP-Adapter Loader"):
+        find_model_file("ipadapter", "nope.safetensors", "ipadapter_file")
     msg = str(e.value)
     assert msg.startswith("Infuse IP-Adapter Loader, input 'ipadapter_file': model file 'nope.safetensors'")
     for folder in folder_paths.get_folder_paths("ipadapter"):

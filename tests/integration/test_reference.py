@@ -12,7 +12,7 @@ NODE = "Infuse Reference"
 
 
 def make(model, mode="concat", weight=1.0, cache_every=1, seed=0, **kw):
-    sites = model_sites(model, NODE)
+    sites = model_sites(model)
     latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(seed))
     m = model.clone()
     c = ReferenceAttention(NODE, mode, model.model.process_latent_in(latent), attn1_projections(m, sites),
@@ -48,7 +48,7 @@ def test_features_come_from_every_self_attention_input(setup):
     model, run = setup
     m, c = make(model)
     run(m, steps=1)
-    sites = model_sites(model, NODE)
+    sites = model_sites(model)
     assert set(c.features) == {s.key for s in sites}
     assert all(c.features[s.key].shape[0] == 1 and c.features[s.key].shape[-1] == s.inner_dim for s in sites)
 
@@ -65,7 +65,7 @@ def test_concat_equals_idm_vton_attention_and_uncond_sees_zeros(setup):
     model, run = setup
     m, c = make(model)
     run(m, steps=1)
-    site = model_sites(model, NODE)[0]
+    site = model_sites(model)[0]
     to_k, to_v = c.projections[site.key]
     heads = site.heads
     g = torch.Generator().manual_seed(0)
@@ -107,7 +107,7 @@ def test_partial_weight_blends_plain_and_concat_attention(setup):
     model, run = setup
     m, c = make(model)
     run(m, steps=1)
-    site = model_sites(model, NODE)[0]
+    site = model_sites(model)[0]
     n = c.features[site.key].shape[1]
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(2, n, site.inner_dim, generator=g) for _ in range(3))
@@ -133,7 +133,7 @@ def test_separate_reference_unet_on_the_clean_latent(tiny):
     import comfy.model_management as mm
     assert any(loaded.model.model is garment.model for loaded in mm.current_loaded_models)
     assert c_other.passes == 2 and not torch.equal(a, b)
-    site = model_sites(model, NODE)[0].key
+    site = model_sites(model)[0].key
     assert not torch.allclose(c_same.features[site], c_other.features[site])
 
 
@@ -152,7 +152,7 @@ def test_a_reference_too_small_for_the_unet_is_named_before_sampling(tiny):
 def test_a_reference_gated_off_everywhere_runs_no_pass(setup, gate):
     """One gate for the attention and the reference pass that feeds it: zero at every site means no pass at all."""
     model, run = setup
-    keys = [s.key for s in model_sites(model, NODE)]
+    keys = [s.key for s in model_sites(model)]
     kw = {"weight_zero_with_site_weights": dict(weight=0.0, site_weights={k: 1.5 for k in keys}),
           "site_weights_all_zero": dict(weight=1.0, site_weights={k: 0.0 for k in keys})}[gate]
     m, c = make(model, **kw)

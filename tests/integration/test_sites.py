@@ -5,7 +5,7 @@ import re
 import comfy.utils
 import pytest
 
-from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.core.errors import InfuseError, reported_as
 from comfyui_infuse.mechanisms.patching.surfaces.unet import discover_sites, model_family, model_sites
 
 # Published numbering of the real files: width of `N.to_k_ip.weight` (out features) for each cross-attention
@@ -70,13 +70,13 @@ def test_sites_carry_heads_and_context_width(tiny):
 
 
 def test_family_of_supported_models(tiny):
-    assert model_family(tiny.build_model("tiny_sd15"), "N") == "sd15"
-    assert model_family(tiny.build_model("tiny_sdxl"), "N") == "sdxl"
+    assert model_family(tiny.build_model("tiny_sd15")) == "sd15"
+    assert model_family(tiny.build_model("tiny_sdxl")) == "sdxl"
 
 
 def test_unsupported_family_is_rejected_naming_node_and_model_type(tiny):
-    with pytest.raises(InfuseError) as e:
-        model_sites(tiny.build_model("tiny_sd21"), "Infuse Test Node")
+    with pytest.raises(InfuseError) as e, reported_as("Infuse Test Node"):
+        model_sites(tiny.build_model("tiny_sd21"))
     msg = str(e.value)
     assert msg.startswith("Infuse Test Node, input 'model': the model is a SD20 model")
     assert "SD1.5 or SDXL" in msg

@@ -26,8 +26,8 @@ def release(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(release):
-    model, adapter = load_tryon_unet(str(release["tryon"]), NODE)
-    return model, adapter, load_garment_unet(str(release["garment"]), NODE)
+    model, adapter = load_tryon_unet(str(release["tryon"]))
+    return model, adapter, load_garment_unet(str(release["garment"]))
 
 
 def inputs(unet, channels=13, seed=0):
@@ -57,7 +57,7 @@ def comfy_forward(model, x, t, ctx, cond_or_uncond=(1, 0), **kw):
 
 def test_the_release_layout_is_read_as_a_13_channel_sdxl_unet_with_an_image_prompt(loaded):
     model, adapter, garment = loaded
-    assert model.model.diffusion_model.in_channels == 13 and len(model_sites(model, NODE)) == 70
+    assert model.model.diffusion_model.in_channels == 13 and len(model_sites(model)) == 70
     assert adapter.variant == "plus" and adapter.tokens == 16 and adapter.image_dim == tryon_files.CLIP_HIDDEN
     assert len(adapter.kv) == 70 and model.model.infuse_tryon_adapter is adapter
     assert garment.model.diffusion_model.num_classes is None and garment.model.diffusion_model.in_channels == 4
@@ -73,9 +73,9 @@ def test_tryon_unet_with_its_image_prompt_matches_diffusers(release, loaded):
         # IDM-VTON's CFG batch: [uncond (the encoder's zero image), cond]
         added["image_embeds"] = [torch.stack([embeds.uncond_hidden, embeds.hidden])]
         expected = unet(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample
-    cond, uncond = image_tokens(adapter, NODE, embeds=embeds)
+    cond, uncond = image_tokens(adapter, embeds=embeds)
     patched = model.clone()
-    apply_ipadapter(patched, adapter, cond, uncond, NODE, weight=1.0)
+    apply_ipadapter(patched, adapter, cond, uncond, weight=1.0)
     ours = comfy_forward(patched, x, t, ctx, y=y)
     plain = comfy_forward(model, x, t, ctx, y=y)
     assert (ours - plain).abs().max() > 100 * ATOL
@@ -112,7 +112,7 @@ def test_garment_unet_and_the_features_it_hands_over_match_diffusers(release, lo
     contribution = idm_vton.ReferenceAttention(NODE, "concat", latent, {}, source=garment, noised=False, context=ctx)
     sigma = garment.model.model_sampling.sigma(t)
     contribution.capture(model.model, sigma, ctx, {"cond_or_uncond": [0]}, {})
-    sites = model_sites(model, NODE)
+    sites = model_sites(model)
     assert len(seen) == len(sites) == len(contribution.features)
     order = [n for n in unet.attn_processors if n in seen]   # processor order = site order (not forward order)
     for site, name in zip(sites, order):
@@ -159,7 +159,7 @@ def test_one_tryon_step_with_garment_features_matches_diffusers(release, loaded)
         expected = tryon_unet(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample
 
     patched = model.clone()
-    reference, _ = idm_vton.apply_tryon(patched, garment, cloth, cloth_ctx, embeds, adapter, NODE)
+    reference, _ = idm_vton.apply_tryon(patched, garment, cloth, cloth_ctx, embeds, adapter)
     reference.capture(patched.model, garment.model.model_sampling.sigma(t[:1]), ctx, {"cond_or_uncond": [1, 0]}, {})
     ours = comfy_forward(patched, x, t, ctx, y=y)
     torch.testing.assert_close(ours, expected, rtol=0, atol=ATOL)
@@ -168,13 +168,13 @@ def test_one_tryon_step_with_garment_features_matches_diffusers(release, loaded)
 def test_wrong_unets_are_refused_with_named_errors(release, loaded, tmp_path, tiny):
     model, _, garment = loaded
     with pytest.raises(InfuseError, match="takes 4 input channels.*13"):
-        load_tryon_unet(str(release["garment"]), NODE)
+        load_tryon_unet(str(release["garment"]))
     with pytest.raises(InfuseError, match="input 'garment_unet'.*13 input channels"):
-        load_garment_unet(str(release["tryon"]), NODE)
+        load_garment_unet(str(release["tryon"]))
     other = tryon_files.write_release(tmp_path / "other", seed=1, tryon_channels=9)
     with pytest.raises(InfuseError, match="takes 9 input channels"):
-        load_tryon_unet(str(other["tryon"]), NODE)
+        load_tryon_unet(str(other["tryon"]))
     with pytest.raises(InfuseError, match="input 'model'.*4 input channels"):
-        idm_vton.check_tryon_model(garment, "Infuse Try-On")
+        idm_vton.check_tryon_model(garment)
     with pytest.raises(InfuseError, match="input 'garment_unet'.*do not match"):
-        idm_vton.check_garment_unet(model, tiny.build_model("tiny_sd15"), "Infuse Try-On")
+        idm_vton.check_garment_unet(model, tiny.build_model("tiny_sd15"))

@@ -2,7 +2,7 @@
 import comfy.utils
 import pytest
 
-from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.core.errors import InfuseError, reported_as
 from comfyui_infuse.mechanisms.decoupled_attention.block_weights import WEIGHT_TYPES, block_weights, parse_block_weights
 from comfyui_infuse.mechanisms.patching.surfaces.unet import discover_sites
 
@@ -49,9 +49,9 @@ def test_every_weight_type_is_defined_and_ramps_stay_in_range(tiny):
 
 def test_block_weight_rules_and_their_errors(tiny):
     sites = discover_sites(tiny.build_model("tiny_sd15").model.diffusion_model)
-    f = parse_block_weights("output=0.5, output:3=2, output:3:0=3", sites, "N")
+    f = parse_block_weights("output=0.5, output:3=2, output:3:0=3", sites)
     assert f[("output", 3, 0)] == 3 and f[("output", 4, 0)] == 0.5 and f[("input", 1, 0)] == 1.0
-    with pytest.raises(InfuseError, match="N, input 'block_weights': cannot read the rule 'middle:x=1'"):
-        parse_block_weights("middle:x=1", sites, "N")
+    with pytest.raises(InfuseError, match="N, input 'block_weights': cannot read the rule 'middle:x=1'"), reported_as("N"):
+        parse_block_weights("middle:x=1", sites)
     with pytest.raises(InfuseError, match="the rule 'input:3=1' matches no attention site"):
-        parse_block_weights("input:3=1", sites, "N")
+        parse_block_weights("input:3=1", sites)

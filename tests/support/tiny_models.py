@@ -45,14 +45,8 @@ SDXL_UNET = {
     'transformer_depth_output': [0, 0, 0, 2, 2, 2, 10, 10, 10],
     'use_temporal_attention': False, 'use_temporal_resblock': False,
 }
-SD21_UNET = {
-    'use_checkpoint': False, 'image_size': 32, 'out_channels': 4, 'use_spatial_transformer': True, 'legacy': False,
-    'adm_in_channels': None, 'in_channels': 4, 'model_channels': 320, 'num_res_blocks': [2, 2, 2, 2],
-    'transformer_depth': [1, 1, 1, 1, 1, 1, 0, 0], 'channel_mult': [1, 2, 4, 4], 'transformer_depth_middle': 1,
-    'use_linear_in_transformer': True, 'context_dim': 1024, 'num_head_channels': 64,
-    'transformer_depth_output': [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-    'use_temporal_attention': False, 'use_temporal_resblock': False,
-}
+SD21_UNET = {**{k: v for k, v in SD15_UNET.items() if k != "num_heads"},     # SD1.5's layout, SD2.x's attention
+             'use_linear_in_transformer': True, 'context_dim': 1024, 'num_head_channels': 64}
 
 TINY_CHANNELS = 32
 TINY_CLIP_L = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 3,

@@ -28,7 +28,7 @@ def forget(monkeypatch, package):
 
 def missing_error(module):
     with pytest.raises(InfuseError) as e:
-        require(module, NODE)
+        require(module)
     return e.value
 
 

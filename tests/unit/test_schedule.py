@@ -36,18 +36,18 @@ def test_mask_to_tokens_keeps_layout_row_major():
 
 
 def test_normalize_mask_accepts_2d_and_rejects_empty():
-    assert normalize_mask(torch.ones(8, 8), "N").shape == (1, 8, 8)
-    with pytest.raises(InfuseError, match="N, input 'attn_mask'"):
-        normalize_mask(torch.ones(0, 8, 8), "N")
+    assert normalize_mask(torch.ones(8, 8)).shape == (1, 8, 8)
+    with pytest.raises(InfuseError, match="^input 'attn_mask'"):
+        normalize_mask(torch.ones(0, 8, 8))
 
 
-def test_mask_aspect_check_names_node_input_and_fix():
-    check_mask_aspect(torch.ones(1, 512, 768), (64, 96), "Infuse X")       # same aspect
-    check_mask_aspect(torch.ones(1, 60, 100), (7, 12), "Infuse X")         # 100x60 image: latent rounds down
+def test_mask_aspect_check_names_input_and_fix():
+    check_mask_aspect(torch.ones(1, 512, 768), (64, 96))       # same aspect
+    check_mask_aspect(torch.ones(1, 60, 100), (7, 12))         # 100x60 image: latent rounds down
     with pytest.raises(InfuseError) as e:
-        check_mask_aspect(torch.ones(1, 512, 512), (64, 96), "Infuse X")
+        check_mask_aspect(torch.ones(1, 512, 512), (64, 96))
     msg = str(e.value)
-    assert "Infuse X, input 'attn_mask'" in msg and "768x512" in msg and "Fix:" in msg
+    assert msg.startswith("input 'attn_mask'") and "768x512" in msg and "Fix:" in msg
 
 
 def test_sigma_range_binds_with_model_sampling_percent_to_sigma():

@@ -9,13 +9,15 @@ ComfyUI's Flux (comfy/ldm/flux/model.py) calls a replace patch at ("double_block
 
 on the image tokens only (in single blocks the slice after the text tokens; text tokens stay bit-identical).
 Base is the original block, or a "dit" patch another pack installed at that key first (kept and called with
-the same args). A patch another pack installs at the key *after* Infuse replaces the dispatcher there, as
-ComfyUI's replace semantics say: Infuse's contributions then stop at that block (at the others they go on).
+the same args). A patch another pack installs at the key *after* Infuse replaces the dispatcher in the model's
+options; the DIFFUSION_MODEL wrapper then hands the blocks, for that call only, a dispatcher that keeps it as the
+base and runs every contribution registered there (the registry in transformer_options), as the UNet surface
+does (foreign.py). Nothing is dropped and nothing is written back.
 
-The Gate (weight, per-site weight, sigma range, CFG branch, mask) is dispatcher.Contribution's: a contribution whose
-gate is zero at a block is never computed there. Schedules are bound once per run by hooks' OUTER_SAMPLE
-wrapper, which finds contributions in the same registry as the attention dispatcher's. Masks are resized to
-the token grid the DIFFUSION_MODEL wrapper records once per model call (dit_call.record_layout).
+The Gate (weight, per-site weight, sigma range, CFG branch, mask) is Contribution's: a contribution whose gate is
+zero at a block is never computed there. Schedules are bound once per run by the dispatcher's OUTER_SAMPLE
+wrapper, for every surface alike. Masks are resized to the token grid the same DIFFUSION_MODEL wrapper records
+once per model call (dit_call.token_layout).
 """
 from __future__ import annotations
 
@@ -28,12 +30,12 @@ from ....core.errors import InfuseError
 from .. import dispatcher
 from ..contribution import active_contributions
 from ..gate import mask_to_tokens
-from .dit_call import LAYOUT_KEY, BlockCall, BlockState, record_layout, split_tokens
+from .dit_call import LAYOUT_KEY, BlockCall, BlockState, split_tokens, token_layout
 from .unet import comfy_model_type
 
 DIT = "dit"
 BLOCK_KINDS = ("double_block", "single_block")
-LAYOUT_WRAPPER_KEY = "infuse.dit.layout"
+CALL_WRAPPER_KEY = "infuse.dit.call"          # DIFFUSION_MODEL wrapper: token layout, foreign patches rebound
 BlockKey = tuple[str, int]
 
 
@@ -65,14 +67,14 @@ def discover_blocks(diffusion_model) -> list[BlockSite]:
             for i, b in enumerate(blocks)]
 
 
-def block_sites(model, node: str) -> list[BlockSite]:
+def block_sites(model) -> list[BlockSite]:
     """The DiT blocks of a ModelPatcher holding a Flux model; anything else is an error naming the node."""
     from comfy.ldm.flux.model import Flux
 
     diffusion_model = getattr(getattr(model, "model", None), "diffusion_model", None)
     if not isinstance(diffusion_model, Flux):
-        raise InfuseError(node, f"the model is a {comfy_model_type(model)} model; this node patches the DiT blocks "
-                                "of Flux models only.",
+        raise InfuseError(f"the model is a {comfy_model_type(model)} model; this node patches the DiT blocks "
+                          "of Flux models only.",
                           "connect a Flux model (Load Diffusion Model, or a Flux checkpoint) to this node.",
                           input_name="model")
     return discover_blocks(diffusion_model)
@@ -210,34 +212,65 @@ def install(model, sites: Iterable[BlockSite], contribution: BlockContribution |
 
     sites = list(sites)
     if contribution is not None:
-        contribution.site_keys = contribution.site_keys | {s.key for s in sites}
-        options = model.model_options["transformer_options"]
-        registered = options.get(dispatcher.REGISTRY_KEY, dispatcher.Registered())
-        if not any(c is contribution for c in registered):
-            options[dispatcher.REGISTRY_KEY] = dispatcher.Registered(registered + (contribution,))
+        dispatcher.register(model, contribution, (s.key for s in sites))
     for site in sites:
         current = model.model_options["transformer_options"].get("patches_replace", {}).get(DIT, {}).get(site.key)
         if _is_dispatcher(current):
-            new = current.with_contribution(contribution) if contribution is not None else current
-        else:
-            new = BlockDispatcher(site.key, current, (contribution,) if contribution is not None else ())
+            new = current if contribution is None or contribution in current.contributions \
+                else current.with_contribution(contribution)
+        else:   # a foreign patch (installed first, or over a dispatcher) is the base of all registered here
+            new = BlockDispatcher(site.key, current, dispatcher.registered_at(model.model_options, DIT, site.key))
         model.set_model_patch_replace(new, DIT, *site.key)
-    outer = comfy.patcher_extension.WrappersMP.OUTER_SAMPLE
-    if not model.get_wrappers(outer, dispatcher.RUN_WRAPPER_KEY):          # binds schedules once per run
-        model.add_wrapper_with_key(outer, dispatcher.RUN_WRAPPER_KEY, dispatcher._prepare_run)
+    dispatcher.prepare_runs(model)
     per_call = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
-    if not model.get_wrappers(per_call, LAYOUT_WRAPPER_KEY):
-        model.add_wrapper_with_key(per_call, LAYOUT_WRAPPER_KEY, record_layout)
+    if not model.get_wrappers(per_call, CALL_WRAPPER_KEY):
+        model.add_wrapper_with_key(per_call, CALL_WRAPPER_KEY, _per_call)
 
 
 def add_block_contribution(model, contribution: BlockContribution, sites: Iterable[BlockSite] | None = None) -> None:
     """Register a contribution at `sites` (default: every block) of a cloned ModelPatcher holding a Flux model."""
-    all_sites = block_sites(model, contribution.node)
+    all_sites = block_sites(model)
     install(model, all_sites if sites is None else sites, contribution)
-    extra = contribution.models()
-    if extra:   # ComfyUI loads these with the model before sampling (device placement, offload, dtype)
-        key = dispatcher.ADDITIONAL_MODELS_KEY
-        model.set_additional_models(key, model.get_additional_models_with_key(key) + extra)
+    dispatcher.load_with_model(model, contribution)
+
+
+def rebound_blocks(transformer_options: dict) -> dict | None:
+    """The "dit" replace patches with every foreign patch that replaced a dispatcher after Infuse's contributions
+    were registered made the base of a dispatcher running them, for this call; None when there is none."""
+    patches = (transformer_options.get("patches_replace") or {}).get(DIT)
+    if not patches:
+        return None
+    built: dict = {}
+    for c in transformer_options.get(dispatcher.REGISTRY_KEY, ()):
+        if c.kind != DIT:
+            continue
+        for key in c.site_keys:
+            if key in built:
+                built[key] = built[key].with_contribution(c)
+                continue
+            current = patches.get(key)
+            if current is not None and not _is_dispatcher(current):
+                built[key] = BlockDispatcher(key, current, (c,))
+    return {**patches, **built} if built else None
+
+
+def _per_call(executor, x, timestep, context, *args, **kwargs):
+    """DIFFUSION_MODEL wrapper of Flux.forward(x, timestep, context, y, guidance, ref_latents, control,
+    transformer_options): hands the blocks a copy of transformer_options with the token layout and the rebound
+    patches. Nothing is written back into the model's options."""
+    in_kwargs = "transformer_options" in kwargs
+    if not in_kwargs and len(args) < 5:
+        return executor(x, timestep, context, *args, **kwargs)
+    options = kwargs["transformer_options"] if in_kwargs else args[4]
+    options = {**options, LAYOUT_KEY: token_layout(executor.class_obj, x, context)}
+    blocks = rebound_blocks(options)
+    if blocks is not None:
+        options["patches_replace"] = {**options["patches_replace"], DIT: blocks}
+    if in_kwargs:
+        kwargs["transformer_options"] = options
+    else:
+        args = args[:4] + (options,) + args[5:]
+    return executor(x, timestep, context, *args, **kwargs)
 
 
 def dispatchers(model_options: dict) -> list[BlockDispatcher]:

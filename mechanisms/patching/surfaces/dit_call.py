@@ -29,18 +29,11 @@ class TokenLayout:
         return self.grid_hw[0] * self.grid_hw[1]
 
 
-def record_layout(executor, x, timestep, context, *args, **kwargs):
-    """DIFFUSION_MODEL wrapper of Flux.forward(x, timestep, context, y, guidance, ref_latents, control,
-    transformer_options): hands the blocks a copy of transformer_options holding the token layout."""
-    model = executor.class_obj
+def token_layout(model, x: torch.Tensor, context: torch.Tensor) -> "TokenLayout":
+    """The token layout of one call of a Flux-style model on latent `x` with text tokens `context`."""
     p = model.patch_size
     h, w = x.shape[-2:]
-    layout = TokenLayout(model, (h, w), (-(-h // p), -(-w // p)), context.shape[1])
-    if "transformer_options" in kwargs:
-        kwargs["transformer_options"] = {**kwargs["transformer_options"], LAYOUT_KEY: layout}
-    elif len(args) >= 5:
-        args = args[:4] + ({**args[4], LAYOUT_KEY: layout},) + args[5:]
-    return executor(x, timestep, context, *args, **kwargs)
+    return TokenLayout(model, (h, w), (-(-h // p), -(-w // p)), context.shape[1])
 
 
 def _take(t, rows, batch: int):

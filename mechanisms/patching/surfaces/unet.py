@@ -77,7 +77,7 @@ def comfy_model_type(model) -> str:
     return type(config).__name__
 
 
-def model_family(model, node: str) -> str:
+def model_family(model) -> str:
     """'sd15' or 'sdxl' for a ComfyUI ModelPatcher; anything else is an error naming the node."""
     import comfy.supported_models as sm
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
@@ -92,7 +92,6 @@ def model_family(model, node: str) -> str:
             family = "sdxl"
     if family is None:
         raise InfuseError(
-            node,
             f"the model is a {comfy_model_type(model)} model; Infuse patches SD1.5 and SDXL UNets only.",
             "connect an SD1.5 or SDXL checkpoint (Load Checkpoint) to this node.",
             input_name="model",
@@ -104,7 +103,20 @@ def family_name(family: str) -> str:
     return _FAMILY_NAMES.get(family, family)
 
 
-def model_sites(model, node: str) -> list[Site]:
+def model_sites(model) -> list[Site]:
     """The attention sites of a supported ModelPatcher (raises for unsupported families)."""
-    model_family(model, node)
-    return discover_sites(model.model.diffusion_model)
+    return list(unet_target(model).sites)
+
+
+@dataclass(frozen=True)
+class UNetTarget:
+    """What an apply needs to know about a supported UNet, read once and passed down."""
+    family: str                 # "sd15" | "sdxl"
+    sites: tuple[Site, ...]     # in attention-processor order
+    model_type: str             # the ComfyUI model class, for messages (SDXL, SSD1B, ...)
+
+
+def unet_target(model) -> UNetTarget:
+    """The family (checked: SD1.5 / SDXL UNets only), sites and model type of a ModelPatcher."""
+    family = model_family(model)
+    return UNetTarget(family, tuple(discover_sites(model.model.diffusion_model)), comfy_model_type(model))
