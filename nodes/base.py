@@ -18,7 +18,9 @@ class InfuseNode(io.ComfyNode):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         execute = cls.__dict__.get("execute")
-        if execute is not None:
+        # ComfyUI runs nodes through copies of the class (shallow_clone_class, lock_class) that carry the wrapped
+        # execute in their dict, and a locked copy refuses attribute writes: wrap each execute once.
+        if execute is not None and not getattr(execute.__func__, "_infuse_reported", False):
             cls.execute = classmethod(_reported(execute.__func__))
 
     @classmethod
@@ -29,13 +31,13 @@ class InfuseNode(io.ComfyNode):
 def _reported(execute):
     if inspect.iscoroutinefunction(execute):
         @functools.wraps(execute)
-        async def run_async(cls, *args, **kwargs):
+        async def run(cls, *args, **kwargs):
             with reported_as(cls.node_name(), cls.SOCKETS):
                 return await execute(cls, *args, **kwargs)
-        return run_async
-
-    @functools.wraps(execute)
-    def run(cls, *args, **kwargs):
-        with reported_as(cls.node_name(), cls.SOCKETS):
-            return execute(cls, *args, **kwargs)
+    else:
+        @functools.wraps(execute)
+        def run(cls, *args, **kwargs):
+            with reported_as(cls.node_name(), cls.SOCKETS):
+                return execute(cls, *args, **kwargs)
+    run._infuse_reported = True
     return run
