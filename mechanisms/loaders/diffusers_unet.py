@@ -144,7 +144,8 @@ def build_unet(sd: dict, unet_config: dict, config_cls, input_name: str, dtype=N
     model_config.set_inference_dtype(dtype, mm.unet_manual_cast(dtype, load_device,
                                                                 model_config.supported_inference_dtypes))
     model = model_config.get_model({}, "")
-    wanted = set(model.diffusion_model.state_dict())
+    shapes = {k: v.shape for k, v in model.diffusion_model.state_dict().items()}     # once: it walks every module
+    wanted = set(shapes)
     comfy_sd, used = {}, set()
     for diffusers_key, comfy_key in to_comfy.items():
         if diffusers_key in sd and comfy_key in wanted:
@@ -156,7 +157,7 @@ def build_unet(sd: dict, unet_config: dict, config_cls, input_name: str, dtype=N
                           f"implies (first: {missing[0]}).",
                           "the file is incomplete or its config.json belongs to another model; download the "
                           "UNet folder again.", input_name=input_name)
-    mismatched = [k for k, v in comfy_sd.items() if model.diffusion_model.state_dict()[k].shape != v.shape]
+    mismatched = [k for k, v in comfy_sd.items() if shapes[k] != v.shape]
     if mismatched:
         raise InfuseError(f"{len(mismatched)} UNet weights do not have the shapes its config implies "
                           f"(first: {mismatched[0]}).",

@@ -68,8 +68,8 @@ def test_a_lone_file_is_read_with_sdxl_heads_and_bad_files_are_named(release, tm
     model = load_garment_unet(str(alone))
     sites = model_sites(model)
     assert {s.heads for s in sites} == {1, 2} and all(s.inner_dim == 64 * s.heads for s in sites)
-    reference = weights_of(load_garment_unet(str(release["garment"])))
-    assert all(torch.equal(weights_of(model)[k], reference[k]) for k in reference)
+    reference, loaded = weights_of(load_garment_unet(str(release["garment"]))), weights_of(model)
+    assert all(torch.equal(loaded[k], reference[k]) for k in reference)
     ckpt = tiny_models.write_checkpoint(tmp_path / "tiny_sdxl.safetensors", "tiny_sdxl")
     with pytest.raises(InfuseError, match="not a diffusers-format UNet \\(it is in ComfyUI's checkpoint layout\\)"):
         load_garment_unet(str(ckpt))

@@ -38,7 +38,8 @@ def test_lora_patches_every_projection_of_every_processor(tiny, name):
                     torch.testing.assert_close(after[key], before[key] + 0.6 * up @ down, rtol=0, atol=1e-6)
     finally:
         m.unpatch_model()
-    assert all(torch.equal(model.model.state_dict()[k], v) for k, v in before.items())
+    restored = model.model.state_dict()
+    assert all(torch.equal(restored[k], v) for k, v in before.items())
 
 
 def test_zero_strength_adds_no_patch(tiny):
