@@ -3,9 +3,10 @@
     python bench/dispatcher_overhead.py                         # real-size SD1.5 UNet, random weights
     python bench/dispatcher_overhead.py --model sdxl --latent 128 --dtype fp16   # on a GPU
 """
+from harness import parser, run  # first: puts tests/ on sys.path, imports ComfyUI, loads the pack
+
 from comfyui_infuse.mechanisms.patching import dispatcher
 from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
-from harness import parser, run
 
 
 class ZeroWeight(dispatcher.Contribution):

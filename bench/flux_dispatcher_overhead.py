@@ -9,12 +9,13 @@ learned-bias-sized constant added to the image tokens, which also snapshots the 
 """
 from __future__ import annotations
 
+import harness  # puts tests/ on sys.path, imports ComfyUI, loads the pack
+
 import argparse
 
 import comfy.model_management as mm
 import torch
 
-import harness  # puts tests/ on sys.path, imports ComfyUI, loads the pack
 from comfyui_infuse.mechanisms.patching.surfaces import dit
 from support import tiny_flux
 

@@ -4,6 +4,8 @@ stacked, vs plain; random weights in the real layouts (InstantID: Resampler 512 
     python bench/instantid_overhead.py --model sdxl --latent 64 --steps 2 --rounds 3      # CPU: minutes
     python bench/instantid_overhead.py --model sdxl --latent 128 --dtype fp16              # on a GPU
 """
+from harness import parser, run  # first: puts tests/ on sys.path, imports ComfyUI, loads the pack
+
 import torch
 
 from comfyui_infuse.core.records import FaceEmbeds, ImageEmbeds
@@ -11,7 +13,6 @@ from comfyui_infuse.mechanisms.decoupled_attention.ipadapter import apply_ipadap
 from comfyui_infuse.mechanisms.loaders.ipadapter_file import parse_ipadapter
 from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from comfyui_infuse.mechanisms.recipes.instantid import face_tokens
-from harness import parser, run
 from support import ipadapter_files as f
 
 

@@ -3,13 +3,14 @@
     python bench/ipadapter_overhead.py                          # real-size SD1.5, base and plus adapters
     python bench/ipadapter_overhead.py --model sdxl --latent 128 --dtype fp16   # on a GPU
 """
+from harness import parser, run  # first: puts tests/ on sys.path, imports ComfyUI, loads the pack
+
 import torch
 
 from comfyui_infuse.core.records import ImageEmbeds
 from comfyui_infuse.mechanisms.decoupled_attention.ipadapter import apply_ipadapter, image_tokens
 from comfyui_infuse.mechanisms.loaders.ipadapter_file import parse_ipadapter
 from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
-from harness import parser, run
 from support import ipadapter_files as f
 
 

@@ -2,12 +2,13 @@
 
     python bench/reference_overhead.py                   # real-size SD1.5, 256 px, CPU
 """
+from harness import parser, run  # first: puts tests/ on sys.path, imports ComfyUI, loads the pack
+
 import torch
 
 from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from comfyui_infuse.mechanisms.reference_attention.reference import (ReferenceAttention, apply_reference,
                                                                      attn1_projections)
-from harness import parser, run
 
 
 def variants(model, latent_side):

@@ -5,6 +5,8 @@ the cache changes in the output, against what the garment changes.
     python bench/tryon_overhead.py                         # SDXL structure at half width, 256 px, CPU
     python bench/tryon_overhead.py --width 320 --latent 128 --dtype fp16   # real size, 1024 px, on a GPU
 """
+from harness import parser, run, torch_dtype  # first: puts tests/ on sys.path, imports ComfyUI, loads the pack
+
 import comfy.model_management as mm
 import comfy.model_patcher
 import torch
@@ -14,7 +16,6 @@ from comfyui_infuse.mechanisms.loaders.ipadapter_file import parse_ipadapter
 from comfyui_infuse.mechanisms.loaders.tryon_models import GarmentSDXL, TryOnSDXL
 from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from comfyui_infuse.mechanisms.recipes.idm_vton import apply_tryon, with_concat
-from harness import parser, run, torch_dtype
 from support import ipadapter_files, tiny_models
 
 CLIP_HIDDEN = 1280

@@ -21,7 +21,7 @@ from ..decoupled_attention.adapter import IPAdapterModel
 from ..decoupled_attention.ipadapter import apply_ipadapter, image_tokens
 from ..loaders.tryon_models import CONCAT_KEY, TRYON_CHANNELS
 from ..patching.surfaces.conditioning import with_options
-from ..patching.surfaces.unet import discover_sites, model_sites
+from ..patching.surfaces.unet import UNetTarget, discover_sites, unet_target
 from ..reference_attention.reference import ReferenceAttention, apply_reference, attn1_projections
 
 LATENT_SCALE = 8
@@ -90,9 +90,9 @@ def concat_conditioning(model, vae, person: torch.Tensor, mask: torch.Tensor, po
     return torch.cat([latent_mask.to(masked), masked, pose_latent], dim=1)
 
 
-def check_tryon_model(model) -> IPAdapterModel:
+def check_tryon_model(model, target: UNetTarget | None = None) -> IPAdapterModel:
     """The image-prompt adapter of a try-on UNet loaded by Infuse; anything else is an error."""
-    model_sites(model)
+    target or unet_target(model)        # an SD1.5 / SDXL UNet at all
     channels = getattr(model.model.diffusion_model, "in_channels", None)
     adapter = getattr(model.model, "infuse_tryon_adapter", None)
     fix = "load IDM-VTON's unet/ with Infuse Load IDM-VTON and connect its tryon_model output."
@@ -105,9 +105,9 @@ def check_tryon_model(model) -> IPAdapterModel:
     return adapter
 
 
-def check_garment_unet(model, garment) -> None:
+def check_garment_unet(model, garment, target: UNetTarget | None = None) -> None:
     """The garment UNet must have a self-attention of the same width at every site of the try-on UNet."""
-    ours = {s.key: s.inner_dim for s in model_sites(model)}
+    ours = {s.key: s.inner_dim for s in (target or unet_target(model)).sites}
     theirs = {s.key: s.inner_dim for s in discover_sites(garment.model.diffusion_model)}
     if ours != theirs:
         differing = sorted(set(ours.items()) ^ set(theirs.items()))
@@ -120,17 +120,18 @@ def check_garment_unet(model, garment) -> None:
 
 def apply_tryon(model, garment_unet, garment_latent: torch.Tensor, garment_context: torch.Tensor,
                 garment_embeds, adapter: IPAdapterModel, garment_weight: float = 1.0,
-                ip_weight: float = 1.0, cache_every: int = 1) -> tuple:
+                ip_weight: float = 1.0, cache_every: int = 1, target: UNetTarget | None = None) -> tuple:
     """Wire the garment net (reference concat) and the image prompt onto `model` (a clone the caller owns).
     Returns the two contributions."""
-    check_garment_unet(model, garment_unet)
-    sites = model_sites(model)
+    target = target or unet_target(model)
+    check_garment_unet(model, garment_unet, target)
+    sites = list(target.sites)
     reference = ReferenceAttention(current_node(), "concat", garment_latent, attn1_projections(model, sites),
                                    source=garment_unet, noised=False, cache_every=cache_every,
                                    context=garment_context, weight=garment_weight)
     apply_reference(model, reference, sites)
     cond, uncond = image_tokens(adapter, embeds=garment_embeds)
-    image_prompt = apply_ipadapter(model, adapter, cond, uncond, weight=ip_weight)
+    image_prompt = apply_ipadapter(model, adapter, cond, uncond, target, weight=ip_weight)
     return reference, image_prompt
 
 
@@ -175,8 +176,9 @@ def try_on(model, garment_unet, vae, clip, clip_vision, positive: list, negative
            progress=None) -> tuple:
     """IDM-VTON on a clone of the try-on UNet: (model, positive, negative, empty latent). `progress(n)` is told
     after each of the three encodes (VAE, garment text, garment CLIP)."""
-    adapter = check_tryon_model(model)
-    check_garment_unet(model, garment_unet)
+    target = unet_target(model)
+    adapter = check_tryon_model(model, target)
+    check_garment_unet(model, garment_unet, target)
     step = progress or (lambda n: None)
     concat = concat_conditioning(model, vae, images.person, images.mask, images.pose)
     garment_latent = model.model.process_latent_in(vae.encode(images.garment).float())
@@ -187,7 +189,7 @@ def try_on(model, garment_unet, vae, clip, clip_vision, positive: list, negative
     step(1)
     patched = model.clone()
     apply_tryon(patched, garment_unet, garment_latent, context, embeds, adapter, garment_weight=garment_weight,
-                ip_weight=ip_weight, cache_every=cache_every)
+                ip_weight=ip_weight, cache_every=cache_every, target=target)
     h, w = images.person.shape[1] // LATENT_SCALE, images.person.shape[2] // LATENT_SCALE
     latent = {"samples": torch.zeros(1, 4, h, w)}
     return patched, with_concat(positive, concat), with_concat(negative, concat), latent

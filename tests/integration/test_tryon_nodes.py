@@ -78,6 +78,19 @@ def test_tryon_samples_with_one_garment_pass_per_step(env):
     assert reference_of(model).passes == 3            # once per step for the batch, not once per CFG copy
 
 
+def test_one_tryon_reads_the_tryon_unets_family_and_sites_once(env, monkeypatch):
+    from comfyui_infuse.mechanisms.patching.surfaces import unet
+
+    counts = {"model_family": 0, "discover_sites": 0}
+    for name in counts:
+        def counted(*a, _f=getattr(unet, name), _n=name):
+            counts[_n] += 1
+            return _f(*a)
+        monkeypatch.setattr(unet, name, counted)
+    tryon(env)
+    assert counts == {"model_family": 1, "discover_sites": 1}
+
+
 def test_weights_zero_give_the_plain_tryon_unet_bit_for_bit_and_each_part_matters(env):
     plain_model, pos, neg, latent = tryon(env, garment_weight=0.0, image_prompt_weight=0.0)
     plain = sample(env["model"], pos, neg, latent)
