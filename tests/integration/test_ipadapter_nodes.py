@@ -153,14 +153,9 @@ def test_faceid_takes_face_embeds_and_its_lora(env, sd15):
 
 
 def test_one_apply_reads_the_model_family_and_walks_its_sites_once(env, sd15, monkeypatch):
-    from comfyui_infuse.mechanisms.patching.surfaces import unet
+    from support.counting import count_unet_reads
 
-    counts = {"model_family": 0, "discover_sites": 0}
-    for name in counts:
-        def counted(*a, _f=getattr(unet, name), _n=name):
-            counts[_n] += 1
-            return _f(*a)
-        monkeypatch.setattr(unet, name, counted)
+    counts = count_unet_reads(monkeypatch)
     model, _ = sd15
     faces = FaceEmbeds.from_raw("synthetic", torch.randn(1, 512) * 20)
     patched = apply(model, load("sd15_faceid.bin"), face_embeds=faces, faceid_lora_strength=0.6)

@@ -79,14 +79,9 @@ def test_tryon_samples_with_one_garment_pass_per_step(env):
 
 
 def test_one_tryon_reads_the_tryon_unets_family_and_sites_once(env, monkeypatch):
-    from comfyui_infuse.mechanisms.patching.surfaces import unet
+    from support.counting import count_unet_reads
 
-    counts = {"model_family": 0, "discover_sites": 0}
-    for name in counts:
-        def counted(*a, _f=getattr(unet, name), _n=name):
-            counts[_n] += 1
-            return _f(*a)
-        monkeypatch.setattr(unet, name, counted)
+    counts = count_unet_reads(monkeypatch)
     tryon(env)
     assert counts == {"model_family": 1, "discover_sites": 1}
 
