@@ -138,3 +138,10 @@ def active_contributions(contributions, site, options: dict, cond_or_uncond: lis
         if picked:
             plan.append((c, weight, picked))
     return plan
+
+
+def rows_of(picked: list[int], chunk: int, device) -> slice | torch.Tensor:
+    """The batch rows of the CFG chunks `picked` (chunks of `chunk` rows each), as a slice where they are one run."""
+    if len(picked) == 1:
+        return slice(picked[0] * chunk, (picked[0] + 1) * chunk)
+    return torch.cat([torch.arange(i * chunk, (i + 1) * chunk) for i in picked]).to(device)

@@ -33,19 +33,14 @@ from typing import Iterable
 import torch
 
 from ...core.errors import reported_as
-from .contribution import Contribution, SiteCall, active_contributions, base_attention  # noqa: F401 (re-exported)
+from .contribution import (Contribution, SiteCall, active_contributions, base_attention,  # noqa: F401 (re-exported)
+                           rows_of)
 from .surfaces.unet import Site, SiteKey, model_sites
 
 ATTENTION_KINDS = ("attn1", "attn2")
 RUN_WRAPPER_KEY = "infuse.dispatcher.run"
 ADDITIONAL_MODELS_KEY = "infuse.contributions"
 REGISTRY_KEY = "infuse.registered"
-
-
-def _rows_of(picked: list[int], chunk: int, device) -> slice | torch.Tensor:
-    if len(picked) == 1:
-        return slice(picked[0] * chunk, (picked[0] + 1) * chunk)
-    return torch.cat([torch.arange(i * chunk, (i + 1) * chunk) for i in picked]).to(device)
 
 
 class SiteDispatcher:
@@ -99,7 +94,7 @@ class SiteDispatcher:
         out = base
 
         for c, weight, picked in additive:
-            rows = None if len(picked) == len(cond_or_uncond) else _rows_of(picked, chunk, q.device)
+            rows = None if len(picked) == len(cond_or_uncond) else rows_of(picked, chunk, q.device)
             chunks = tuple(cond_or_uncond[i] for i in picked)
             if rows is None:
                 call = SiteCall(self.site, chunks, chunk, extra_options, base, plain)

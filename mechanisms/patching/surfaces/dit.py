@@ -28,7 +28,7 @@ import torch
 
 from ....core.errors import InfuseError
 from .. import dispatcher
-from ..contribution import active_contributions
+from ..contribution import active_contributions, rows_of
 from ..gate import mask_to_tokens
 from .dit_call import LAYOUT_KEY, BlockCall, BlockState, split_tokens, token_layout
 from .unet import comfy_model_type
@@ -115,12 +115,6 @@ class BlockContribution(dispatcher.Contribution):
         return cached
 
 
-def _rows_of(picked: list[int], chunk: int, device):
-    if len(picked) == 1:
-        return slice(picked[0] * chunk, (picked[0] + 1) * chunk)
-    return torch.cat([torch.arange(i * chunk, (i + 1) * chunk) for i in picked]).to(device)
-
-
 def _is_dispatcher(patch) -> bool:
     return getattr(patch, "_infuse_block_dispatcher", False) is True
 
@@ -170,7 +164,7 @@ class BlockDispatcher:
         chunk = out["img"].shape[0] // len(cond_or_uncond)
         deltas = []                       # all computed before any is added: each sees the base output
         for c, weight, picked in plan:
-            rows = None if len(picked) == len(cond_or_uncond) else _rows_of(picked, chunk, out["img"].device)
+            rows = None if len(picked) == len(cond_or_uncond) else rows_of(picked, chunk, out["img"].device)
             call = BlockCall(state, rows, tuple(cond_or_uncond[i] for i in picked), chunk)
             d = c.block_delta(call.input, call.output, call)
             if c.mask is not None:
