@@ -17,7 +17,7 @@ import_comfyui()
 import comfy.model_patcher  # noqa: E402
 import comfy.supported_models as sm  # noqa: E402
 
-CONTEXT_DIM = 32     # T5 width, small
+CONTEXT_DIM = 4096   # T5-XXL width, as real: Flux adapter and Redux tokens are this wide (txt_in is only 4096 x 64)
 VEC_DIM = 24         # CLIP-L pooled width, small
 LATENT_CHANNELS = 16
 
