@@ -1,10 +1,13 @@
 """CLIP image encoders -> ImageEmbeds (pooled embeds, penultimate hidden states, the zero image's states).
 
-Two sources: ComfyUI's own CLIP_VISION objects (CLIPVisionLoader) and open-clip image towers built from an
-architecture name and a local weights file. Preprocessing is CLIP's: shortest side to the model's size with
-bicubic resampling, centre crop, CLIP mean/std; `pad` and `squash` keep the whole image instead.
+Two sources: ComfyUI's own CLIP_VISION objects (CLIP, or SigLIP with the pooling head from siglip_pooling.py) and
+open-clip image towers built from an architecture name and a local weights file. Preprocessing is CLIP's: shortest
+side to the model's size with bicubic resampling, centre crop, the encoder's own mean/std (CLIP's; 0.5 for SigLIP);
+`pad` and `squash` keep the whole image instead (`squash` is SigLIP's own preprocessing: straight to 384x384).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -12,14 +15,18 @@ import torch.nn.functional as F
 from ..core.errors import InfuseError
 from ..core.records import ImageEmbeds
 from .deps import require
+from .siglip_pooling import head_of, read_head, remember_head
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 CROP_MODES = ("crop", "pad", "squash")
 MAX_SIDE = 8192
 
-# (hidden width, embed width) of ComfyUI's CLIP vision configs -> the name users know them by
-KNOWN_ENCODERS = {(1280, 1024): "ViT-H-14", (1664, 1280): "ViT-bigG-14", (1024, 768): "ViT-L-14"}
+# (hidden width, embed width) of ComfyUI's CLIP vision configs -> the name users know them by; SigLIP has no
+# projection: ("siglip", hidden width, tokens)
+KNOWN_ENCODERS = {(1280, 1024): "ViT-H-14", (1664, 1280): "ViT-bigG-14", (1024, 768): "ViT-L-14",
+                  ("siglip", 1152, 729): "SigLIP-so400m-14-384", ("siglip", 1152, 1024): "SigLIP-so400m-16-512"}
+NO_HEAD = ", no pooling head"
 
 
 def as_rgb(images: torch.Tensor, input_name: str = "image") -> torch.Tensor:
@@ -69,17 +76,36 @@ def preprocess(images: torch.Tensor, size: int, mean=OPENAI_MEAN, std=OPENAI_STD
     return (x - mean) / std
 
 
+def is_siglip(clip_vision) -> bool:
+    """A ComfyUI CLIP_VISION built from a SigLIP config: post-LN tokens out, no class token, no projection."""
+    vision = getattr(clip_vision.model, "vision_model", None)
+    return vision is not None and (getattr(vision, "output_layernorm", False) is True
+                                   or getattr(vision.embeddings, "class_embedding", 0) is None)
+
+
 class ComfyClipVision:
-    """Adapter over ComfyUI's ClipVisionModel (the CLIP_VISION type)."""
+    """Adapter over ComfyUI's ClipVisionModel (the CLIP_VISION type). A SigLIP's pooled output comes from the pooling
+    head remembered for the object (Infuse Load CLIP Vision); without one it is [B, 0] and the name says why."""
 
     def __init__(self, clip_vision):
         self.cv = clip_vision
         self.size = clip_vision.image_size
         self.mean, self.std = clip_vision.image_mean, clip_vision.image_std
-        vm = clip_vision.model
-        hidden = vm.vision_model.embeddings.patch_embedding.out_channels
-        embed = vm.visual_projection.out_features
-        self.name = "clip_vision:" + KNOWN_ENCODERS.get((hidden, embed), f"{hidden}/{embed}")
+        vision = getattr(clip_vision.model, "vision_model", None)
+        if vision is None:
+            raise InfuseError(f"the CLIP vision model is a {type(clip_vision.model).__name__}, not a CLIP or SigLIP "
+                              "image encoder.", "load a CLIP ViT-H / ViT-bigG / ViT-L or SigLIP file instead.",
+                              input_name="clip_vision")
+        hidden = vision.embeddings.patch_embedding.out_channels
+        self.siglip = is_siglip(clip_vision)
+        self.head = head_of(clip_vision) if self.siglip else None
+        if self.siglip:
+            tokens = vision.embeddings.position_embedding.weight.shape[0]
+            name = KNOWN_ENCODERS.get(("siglip", hidden, tokens), f"SigLIP-{hidden}/{tokens}")
+            self.name = "clip_vision:" + name + ("" if self.head is not None else NO_HEAD)
+        else:
+            embed = clip_vision.model.visual_projection.out_features
+            self.name = "clip_vision:" + KNOWN_ENCODERS.get((hidden, embed), f"{hidden}/{embed}")
 
     @torch.no_grad()
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,7 +113,54 @@ class ComfyClipVision:
 
         mm.load_model_gpu(self.cv.patcher)
         out = self.cv.model(pixel_values=pixels.to(self.cv.load_device), intermediate_output=-2)
-        return out[2].float().cpu(), out[1].float().cpu()
+        hidden = out[1].float().cpu()
+        if not self.siglip:
+            return out[2].float().cpu(), hidden
+        tokens = out[0].float().cpu()          # the head is small: run in fp32 on the CPU, where it lives
+        pooled = self.head(tokens) if self.head is not None else tokens.new_zeros(tokens.shape[0], 0)
+        return pooled, hidden
+
+
+def describe(clip_vision) -> str:
+    """What a CLIP_VISION object is, in words, for the loader's info output."""
+    try:
+        enc = ComfyClipVision(clip_vision)
+    except InfuseError:
+        return f"{type(clip_vision.model).__name__}: not a CLIP or SigLIP encoder, so no Infuse encoder node can use it"
+    name = enc.name.split(":", 1)[1]
+    if not enc.siglip:
+        return f"CLIP {name} ({enc.cv.model.visual_projection.out_features}-d pooled output)"
+    if enc.head is not None:
+        return f"{name} with pooling head ({enc.head.width}-d pooled output)"
+    return (f"{name[:-len(NO_HEAD)]} without a pooling head: no pooled output (the file has no vision_model.head.* "
+            "weights); adapters that need it, such as the InstantX FLUX IP-Adapter, will refuse it")
+
+
+def load_comfy_clip_vision(path: str, input_name: str = "clip_name"):
+    """ComfyUI's own CLIP vision loader (the core CLIPVisionLoader's); a SigLIP's pooling head, which it drops, is read
+    from the file and remembered for the object it returns."""
+    import comfy.clip_vision
+
+    name = os.path.basename(path)
+    fix = ("choose a CLIP vision file from models/clip_vision: e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors, "
+           "or sigclip_vision_patch14_384.safetensors / google's siglip-so400m-patch14-384 model.safetensors.")
+    try:
+        clip_vision = comfy.clip_vision.load(path)
+    except Exception as e:      # ComfyUI's loader raises many types on files it half-recognises
+        raise InfuseError(f"'{name}' could not be loaded as a CLIP vision model ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}).", fix, input_name=input_name) from e
+    if clip_vision is None:
+        raise InfuseError(f"'{name}' is not a CLIP vision model: ComfyUI knows none of its weights' layouts "
+                          "(CLIP ViT-L / H / bigG, SigLIP, DINOv2).", fix, input_name=input_name)
+    if is_siglip(clip_vision):
+        head = read_head(path, input_name)
+        width = clip_vision.model.vision_model.embeddings.patch_embedding.out_channels
+        if head is not None and head.width != width:
+            raise InfuseError(f"'{name}' has a {head.width}-wide pooling head on a {width}-wide SigLIP.",
+                              "use an unmodified SigLIP file.", input_name=input_name)
+        if head is not None:
+            remember_head(clip_vision, head)
+    return clip_vision
 
 
 class OpenClipVision:

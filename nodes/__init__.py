@@ -1,7 +1,7 @@
 """ComfyUI nodes of the pack (V3 schema). Nodes stay thin: the work is in extractors/ and mechanisms/."""
 from comfy_api.latest import ComfyExtension, io
 
-from .clip_nodes import InfuseEncodeImage, InfuseLoadOpenClip
+from .clip_nodes import InfuseCLIPVisionLoader, InfuseEncodeImage, InfuseLoadOpenClip
 from .embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSaveEmbeds
 from .face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints
 from .inspect_model import InfuseAttentionSites
@@ -12,6 +12,7 @@ from .tryon_nodes import InfuseLoadIDMVTON, InfuseTryOn, InfuseTryOnMask
 
 NODES: list[type[io.ComfyNode]] = [
     InfuseIPAdapterLoader,
+    InfuseCLIPVisionLoader,
     InfuseLoadOpenClip,
     InfuseEncodeImage,
     InfuseIPAdapter,
