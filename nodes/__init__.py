@@ -7,6 +7,7 @@ from .face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints
 from .inspect_model import InfuseAttentionSites
 from .instantid_nodes import InfuseIdentityNet, InfuseInstantID, InfuseInstantIDAdapter, InfuseLoadInstantID
 from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader, InfuseIPAdapterSimple
+from .redux_nodes import InfuseRedux
 from .reference_nodes import InfuseReferenceOnly
 from .tryon_nodes import InfuseLoadIDMVTON, InfuseTryOn, InfuseTryOnMask
 
@@ -31,6 +32,7 @@ NODES: list[type[io.ComfyNode]] = [
     InfuseLoadImageEmbeds,
     InfuseLoadFaceEmbeds,
     InfuseAttentionSites,
+    InfuseRedux,
 ]
 
 
