@@ -44,23 +44,28 @@ class DecoupledCrossAttention(Contribution):
         return kv
 
     def _rows_kv(self, call: SiteCall, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """K_i, V_i for the rows of this call: one set of tokens per chunk (cond / uncond), batch-matched."""
-        key = (call.site, call.chunks, call.chunk_size, like.device, like.dtype)
-        kv = self._kv.get(key)
-        if kv is None:
-            parts_k, parts_v = [], []
-            for branch in call.chunks:
-                k, v = self._branch_kv(call.site, branch, like)
-                index = torch.arange(call.chunk_size, device=k.device) % k.shape[0]
-                parts_k.append(k[index])
-                parts_v.append(v[index])
-            kv = (torch.cat(parts_k), torch.cat(parts_v))
-            self._kv[key] = kv
-        return kv
+        return rows_kv(self._kv, call, lambda branch: self._branch_kv(call.site, branch, like), like)
 
     def delta(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, call: SiteCall) -> torch.Tensor:
         k_i, v_i = self._rows_kv(call, q)
         return base_attention(q, k_i, v_i, call.extra_options)
+
+
+def rows_kv(cache: dict, call, branch_kv, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """K_i, V_i for the rows of a call: `branch_kv(branch)`'s for each chunk (cond / uncond), one set of tokens per
+    batch entry (cycled), cached per site, chunk layout, device and dtype."""
+    key = (call.site, call.chunks, call.chunk_size, like.device, like.dtype)
+    kv = cache.get(key)
+    if kv is None:
+        parts_k, parts_v = [], []
+        for branch in call.chunks:
+            k, v = branch_kv(branch)
+            index = torch.arange(call.chunk_size, device=k.device) % k.shape[0]
+            parts_k.append(k[index])
+            parts_v.append(v[index])
+        kv = (torch.cat(parts_k), torch.cat(parts_v))
+        cache[key] = kv
+    return kv
 
 
 def site_kv_weights(kv_by_number: dict[int, tuple[torch.Tensor, torch.Tensor]], sites: list[Site],

@@ -5,6 +5,7 @@ The variant is read from keys and shapes, never from the file name:
 - projection: the `image_proj` layout (see projections.py);
 - what the projection eats: pooled CLIP embeds, CLIP penultimate hidden states, a face embedding, or both;
 - FaceID LoRA: present or not (`*_lora.down/up` keys on every attention processor).
+Flux files (XLabs, InstantX) are told apart by their keys and read by flux_ipadapter_file.py.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ...core.errors import InfuseError
 from ...core.files import load_weights, safetensors_keys
 from ..decoupled_attention.adapter import IPAdapterModel
 from ..decoupled_attention.projections import projection_from_state_dict
+from .flux_ipadapter_file import is_instantx, is_xlabs, parse_instantx, parse_xlabs
 
 FAMILY_BY_SITES = {16: "sd15", 70: "sdxl"}
 
@@ -45,8 +47,13 @@ def _not_an_ipadapter(name: str, input_name: str) -> InfuseError:
                        input_name=input_name)
 
 
-def parse_ipadapter(data: dict, name: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
+def parse_ipadapter(data: dict, name: str, input_name: str = "ipadapter_file"):
+    """An IPAdapterModel (SD1.5 / SDXL) or a FluxIPAdapterModel (XLabs, InstantX), from the file's keys."""
+    if is_xlabs(data):
+        return parse_xlabs(data, name, input_name)
     image_proj, ip_sd = _split(data, name, input_name)
+    if is_instantx(ip_sd):
+        return parse_instantx(image_proj, ip_sd, name, input_name)
     numbers = sorted(int(m.group(1)) for k in ip_sd if (m := re.fullmatch(r"(\d+)\.to_k_ip\.weight", k)))
     family = FAMILY_BY_SITES.get(len(numbers))
     if family is None or numbers != list(range(1, 2 * len(numbers), 2)):
@@ -98,9 +105,9 @@ def _image_dim(kind: str, sd: dict) -> int:
     return 0
 
 
-def load_ipadapter(path: str, input_name: str = "ipadapter_file") -> IPAdapterModel:
+def load_ipadapter(path: str, input_name: str = "ipadapter_file"):
     name = os.path.basename(path)
     keys = safetensors_keys(path, input_name)
-    if keys is not None and not any(k.startswith(("image_proj.", "ip_adapter.")) for k in keys):
+    if keys is not None and not any(k.startswith(("image_proj.", "ip_adapter.", "ip_adapter_proj_model.")) for k in keys):
         raise _not_an_ipadapter(name, input_name)      # a checkpoint picked by mistake is not read whole
     return parse_ipadapter(load_weights(path, input_name), name, input_name)

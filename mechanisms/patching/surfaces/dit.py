@@ -30,6 +30,7 @@ from ....core.errors import InfuseError
 from .. import dispatcher
 from ..contribution import active_contributions, rows_of
 from ..gate import mask_to_tokens
+from .dit_attention import add_rows, with_attention_addition
 from .dit_call import LAYOUT_KEY, BlockCall, BlockState, split_tokens, token_layout
 from .unet import comfy_model_type
 
@@ -89,8 +90,15 @@ class BlockContribution(dispatcher.Contribution):
     """
 
     kind = DIT
+    acts_in_attention = False    # True: `attention_delta` is added to the block's attention output instead
 
     def block_delta(self, block_input: dict, block_output: dict, call: BlockCall) -> torch.Tensor:
+        raise NotImplementedError
+
+    def attention_delta(self, call: BlockCall) -> torch.Tensor:
+        """For contributions that act in attention: the unweighted addition to the block's attention output
+        [rows, N, heads * head_dim], N = the image tokens in a double block, text then image tokens in a single
+        block (all of them attend there). The block's projection, gate and MLP then see it."""
         raise NotImplementedError
 
     def delta(self, q, k, v, call):
@@ -156,16 +164,23 @@ class BlockDispatcher:
                                "install contributions with add_block_contribution")
         kind, index = self.site
         n_txt = args["txt"].shape[1] if kind == "double_block" else layout.n_txt
-        before = split_tokens(args, kind, n_txt, snapshot=True)
-        out = self._run_base(args, extra)
-        after = split_tokens(out, kind, n_txt, snapshot=False)
-        state = BlockState(kind, index, layout, before, after)
-
-        chunk = out["img"].shape[0] // len(cond_or_uncond)
-        deltas = []                       # all computed before any is added: each sees the base output
+        state = BlockState(kind, index, layout, split_tokens(args, kind, n_txt, snapshot=True))
+        chunk = args["img"].shape[0] // len(cond_or_uncond)
+        calls = []
         for c, weight, picked in plan:
-            rows = None if len(picked) == len(cond_or_uncond) else rows_of(picked, chunk, out["img"].device)
-            call = BlockCall(state, rows, tuple(cond_or_uncond[i] for i in picked), chunk)
+            rows = None if len(picked) == len(cond_or_uncond) else rows_of(picked, chunk, args["img"].device)
+            calls.append((c, weight, rows, BlockCall(state, rows, tuple(cond_or_uncond[i] for i in picked), chunk)))
+        inside = [x for x in calls if x[0].acts_in_attention]
+        if inside:
+            args = with_attention_addition(args, inside, n_txt if kind == "single_block" else 0)
+        out = self._run_base(args, extra)
+        after = [x for x in calls if not x[0].acts_in_attention]
+        if not after:
+            return out
+        state.after = split_tokens(out, kind, n_txt, snapshot=False)
+
+        deltas = []                       # all computed before any is added: each sees the base output
+        for c, weight, rows, call in after:
             d = c.block_delta(call.input, call.output, call)
             if c.mask is not None:
                 d = d * c.token_mask(call, d)
@@ -176,12 +191,7 @@ class BlockDispatcher:
         result = out["img"] if self.base is None else out["img"].clone()
         img = result if kind == "double_block" else result[:, n_txt:]
         for d, weight, rows in deltas:
-            if rows is None:
-                img.add_(d, alpha=weight)
-            elif isinstance(rows, slice):
-                img[rows].add_(d, alpha=weight)
-            else:
-                img.index_add_(0, rows, d, alpha=weight)
+            add_rows(img, d, weight, rows)
         return {**out, "img": result}
 
     # --- ComfyUI's patch protocol ----------------------------------------------------------------------

@@ -58,10 +58,12 @@ def split_tokens(stream: dict, kind: str, n_txt: int, snapshot: bool) -> dict:
 class BlockState:
     """One call of one block, shared by every contribution active there."""
 
-    def __init__(self, kind: str, index: int, layout: TokenLayout, before: dict, after: dict):
+    def __init__(self, kind: str, index: int, layout: TokenLayout, before: dict, after: dict | None = None):
         self.kind, self.index, self.layout = kind, index, layout
-        self.before, self.after = before, after
+        self.before, self.after = before, after      # after: set once the block ran
+        self.batch = before["img"].shape[0]
         self._qkv = None
+        self._queries: dict[str, torch.Tensor] = {}
 
     @property
     def block(self) -> torch.nn.Module:
@@ -69,25 +71,57 @@ class BlockState:
             else self.layout.diffusion_model.single_blocks
         return blocks[self.index]
 
+    def _modulated(self, x: torch.Tensor):
+        """The block's pre-attention input (norm + modulation) of tokens x, and the linear that projects it."""
+        from comfy.ldm.flux.layers import apply_mod
+
+        b, vec = self.block, self.before["vec"]
+        if self.kind == "double_block":
+            mod, _ = b.img_mod(vec)
+            return apply_mod(b.img_norm1(x), 1 + mod.scale, mod.shift), b.img_attn.qkv, b.img_attn.norm
+        mod, _ = b.modulation(vec)
+        return apply_mod(b.pre_norm(x), 1 + mod.scale, mod.shift), b.linear1, b.norm
+
     def image_qkv(self):
         """q, k, v of the image tokens, [B, heads, N_img, head_dim], q and k after QK-norm, before RoPE: the
         block's own modules and math (comfy/ldm/flux/layers.py)."""
         if self._qkv is None:
-            from comfy.ldm.flux.layers import apply_mod
-
-            b, x, vec = self.block, self.before["img"], self.before["vec"]
-            if self.kind == "double_block":
-                mod, _ = b.img_mod(vec)
-                qkv = b.img_attn.qkv(apply_mod(b.img_norm1(x), 1 + mod.scale, mod.shift))
-                norm = b.img_attn.norm
-            else:
-                mod, _ = b.modulation(vec)
-                qkv = b.linear1(apply_mod(b.pre_norm(x), 1 + mod.scale, mod.shift))[..., :3 * b.hidden_size]
-                norm = b.norm
+            b = self.block
+            x, linear, norm = self._modulated(self.before["img"])
+            qkv = linear(x)[..., :3 * b.hidden_size]
             q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, b.num_heads, -1).permute(2, 0, 3, 1, 4)
             q, k = norm.query_norm(q).to(v), norm.key_norm(k).to(v)     # QKNorm.forward, RoPE comes later
             self._qkv = (q, k, v)
         return self._qkv
+
+    def query(self, joint: bool = False) -> torch.Tensor:
+        """The attention query of the image tokens (joint: text then image tokens, as a single block attends),
+        [B, heads, N, head_dim], after QK-norm, before RoPE; only q is projected (a third of the qkv linear and
+        a seventh of a single block's linear1) where the layer allows it."""
+        key = "joint" if joint else "image"
+        if key not in self._queries:
+            if not joint and self._qkv is not None:
+                self._queries[key] = self._qkv[0]
+            else:
+                b = self.block
+                tokens = torch.cat([self.before["txt"], self.before["img"]], 1) if joint else self.before["img"]
+                x, linear, norm = self._modulated(tokens)
+                q = _rows_of_linear(linear, x, b.hidden_size)
+                q = q.view(q.shape[0], q.shape[1], b.num_heads, -1).transpose(1, 2)
+                self._queries[key] = norm.query_norm(q).to(x.dtype)
+        return self._queries[key]
+
+
+def _rows_of_linear(linear: torch.nn.Module, x: torch.Tensor, n: int) -> torch.Tensor:
+    """linear(x)[..., :n]: only those rows of the weight where it is a plain layer in x's dtype and device (no cast,
+    no weight patch function, no quantised weight), else the whole layer, sliced."""
+    weight, bias = getattr(linear, "weight", None), getattr(linear, "bias", None)
+    plain = (isinstance(linear, torch.nn.Linear) and not getattr(linear, "comfy_cast_weights", False)
+             and not getattr(linear, "weight_function", None) and not getattr(linear, "bias_function", None)
+             and weight is not None and weight.dtype == x.dtype and weight.device == x.device)
+    if plain:
+        return torch.nn.functional.linear(x, weight[:n], None if bias is None else bias[:n])
+    return linear(x)[..., :n]
 
 
 class BlockCall:
@@ -101,13 +135,11 @@ class BlockCall:
 
     @cached_property
     def input(self) -> dict:
-        batch = self.state.after["img"].shape[0]
-        return {k: _take(v, self.rows, batch) for k, v in self.state.before.items()}
+        return {k: _take(v, self.rows, self.state.batch) for k, v in self.state.before.items()}
 
     @cached_property
     def output(self) -> dict:
-        batch = self.state.after["img"].shape[0]
-        return {k: _take(v, self.rows, batch) for k, v in self.state.after.items()}
+        return {k: _take(v, self.rows, self.state.batch) for k, v in self.state.after.items()}
 
     @property
     def site(self) -> tuple[str, int]:
@@ -131,7 +163,11 @@ class BlockCall:
 
     @property
     def n_img(self) -> int:
-        return self.state.after["img"].shape[1]
+        return self.state.before["img"].shape[1]
+
+    @property
+    def n_txt(self) -> int:
+        return self.state.before["txt"].shape[1]
 
     def image_qkv(self):
         q, k, v = self.state.image_qkv()
@@ -140,4 +176,8 @@ class BlockCall:
     def image_query(self) -> torch.Tensor:
         """The image tokens' attention query of this block, [rows, heads, N_img, head_dim], after QK-norm and
         before RoPE; computed once per block call, shared by every contribution there."""
-        return self.image_qkv()[0]
+        return _take(self.state.query(), self.rows, self.state.batch)
+
+    def joint_query(self) -> torch.Tensor:
+        """The query of text then image tokens, as a single block's attention sees them (before RoPE)."""
+        return _take(self.state.query(joint=True), self.rows, self.state.batch)
