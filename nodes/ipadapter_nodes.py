@@ -26,17 +26,18 @@ class InfuseIPAdapterLoader(InfuseNode):
         return io.Schema(
             node_id="InfuseIPAdapterLoader", display_name="Infuse Load IP-Adapter", category="infuse/load",
             description="Loads an IP-Adapter file (.safetensors, or .bin read without running code); the variant "
-                        "(base, plus, full-face, FaceID, ...) and base model are read from the weights. Connect it "
-                        "to ipadapter on Infuse IP-Adapter.",
+                        "(base, plus, full-face, FaceID, ...; XLabs or InstantX for Flux) and base model are read "
+                        "from the weights. Connect it to ipadapter on Infuse IP-Adapter.",
             inputs=[io.Combo.Input("ipadapter_file", options=folder_paths.get_filename_list("ipadapter"),
-                                   tooltip="An IP-Adapter file from models/ipadapter. What it is (variant, SD1.5 or "
-                                           "SDXL) is read from the weights, so the file name does not matter.")],
+                                   tooltip="An IP-Adapter file from models/ipadapter: SD1.5, SDXL, or Flux (XLabs "
+                                           "flux-ip-adapter v1 / v2, InstantX FLUX.1-dev-IP-Adapter). What it is is "
+                                           "read from the weights, so the file name does not matter.")],
             outputs=[IPAdapterType.Output("ipadapter", display_name="ipadapter",
                                           tooltip="The loaded adapter: connect to ipadapter on Infuse "
                                                   "IP-Adapter."),
                      io.String.Output("info", display_name="info",
-                                      tooltip="What the file was recognised as (base model, variant, image "
-                                              "input, token count); show it with a text preview node.")],
+                                      tooltip="What the file was recognised as (base model, variant, the "
+                                              "encoder it needs, token count); show it with a text preview node.")],
         )
 
     @classmethod
@@ -51,12 +52,13 @@ class InfuseIPAdapter(InfuseNode):
         return io.Schema(
             node_id="InfuseIPAdapter", display_name="Infuse IP-Adapter", category="infuse/apply",
             description="Adds an IP-Adapter to the model: the reference image steers every cross-attention next to "
-                        "the prompt. Connect a model, Infuse Load IP-Adapter and a reference image with a CLIP vision "
-                        "model (or embeds); it stacks with every other Infuse node on the same model.",
+                        "the prompt (on Flux: the double / single blocks). Connect a model, Infuse Load IP-Adapter "
+                        "and a reference image with a CLIP vision model (or embeds); it stacks with every other "
+                        "Infuse node on the same model.",
             inputs=[
                 io.Model.Input("model", tooltip=APPLY_MODEL_TOOLTIP),
                 IPAdapterType.Input("ipadapter", tooltip="The adapter from Infuse Load IP-Adapter; made for the "
-                                                         "model's family (SD1.5 or SDXL)."),
+                                                         "model's family (SD1.5, SDXL or Flux)."),
                 io.Image.Input("image", optional=True,
                                tooltip="The reference image(s) whose subject or style the result follows. A batch of "
                                        "several is combined as set in combine. For FaceID-Plus, connect Infuse Face "
@@ -68,7 +70,7 @@ class InfuseIPAdapter(InfuseNode):
                                               "instead of image + encoder; saves encoding the same references again."),
                 FaceEmbedsType.Input("face_embeds", optional=True,
                                      tooltip="The face identity from Infuse Face Analysis (buffalo_l); needed by "
-                                             "FaceID adapters."),
+                                             "FaceID adapters (SD1.5 / SDXL), unused by the others."),
                 io.Image.Input("negative_image", optional=True,
                                tooltip="Optional image the result is steered away from: it replaces the blank "
                                        "unconditional image of the reference code (same encoder and crop)."),
@@ -78,10 +80,12 @@ class InfuseIPAdapter(InfuseNode):
                 io.Combo.Input("weight_type", options=list(WEIGHT_TYPES), default="linear",
                                tooltip="How the weight is spread over the UNet's blocks: linear = the same "
                                        "everywhere; ease / weak / strong types ramp it by depth; style transfer and "
-                                       "composition act only on the blocks carrying style or layout (InstantStyle)."),
+                                       "composition act only on the blocks carrying style or layout (InstantStyle). "
+                                       "On Flux: linear and the ease / reverse ramps, over double then single "
+                                       "blocks."),
                 weight_input("composition_weight", "Weight of the layout blocks, -1 to 5, for the composition and "
-                                                   "style and composition types (ignored by the others). Raise it to "
-                                                   "copy the reference's layout more."),
+                                                   "style and composition types (ignored by the others, and on "
+                                                   "Flux). Raise it to copy the reference's layout more."),
                 *schedule_inputs("the adapter"),
                 io.Combo.Input("combine", options=list(COMBINE), default="concat",
                                tooltip="With several reference images: concat = all their tokens side by side "
@@ -92,7 +96,8 @@ class InfuseIPAdapter(InfuseNode):
                 io.String.Input("block_weights", default="", multiline=True,
                                 tooltip="Optional per-block multipliers on top of the weight, e.g. 'input=0, "
                                         "output:1=1.2' (0 turns a block off); empty = none. Infuse Attention Sites "
-                                        "lists the block names."),
+                                        "lists the block names. On Flux: 'double=1, single=0.5' or 'double:3=0' "
+                                        "(block number)."),
                 io.Float.Input("faceid_lora_strength", default=1.0, min=0.0, max=2.0, step=0.01,
                                tooltip="FaceID files carry a LoRA for the model; its strength, 0 to 2 (1 = as the "
                                        "reference code). Ignored by other adapters."),

@@ -63,27 +63,51 @@ def weights_per_site(sites, family: str, weight_type: str, weight: float, compos
     return {k: w * factors[k] for k, w in spread.items()}
 
 
+FLUX_WEIGHT_TYPES = ("linear", "ease in", "ease out", "ease in-out", "reverse in-out")
+RAMPS = {"linear": lambda t, last: 1.0,
+         "ease in": lambda t, last: 0.05 + 0.95 * (1 - t / last),
+         "ease out": lambda t, last: 0.05 + 0.95 * (t / last),
+         "ease in-out": lambda t, last: 0.05 + 0.95 * (1 - abs(t - last / 2) / (last / 2)),
+         "reverse in-out": lambda t, last: 0.05 + 0.95 * (abs(t - last / 2) / (last / 2))}
+
+
+def flux_block_weights(sites, weight_type: str, weight: float, rules: str) -> dict:
+    """Absolute weight per DiT block: a ramp over the blocks in execution order (double blocks, then single
+    blocks; the same ramps as the UNet's) times the per-block rules ('double=0.5, single:3=0')."""
+    if weight_type not in FLUX_WEIGHT_TYPES:
+        raise InfuseError(f"the weight type '{weight_type}' targets SD1.5 / SDXL UNet blocks; a Flux model has "
+                          "double and single blocks.",
+                          f"use one of {', '.join(FLUX_WEIGHT_TYPES)} on Flux, and block_weights (e.g. 'double=1, "
+                          "single=0.5') to weight double / single blocks.", input_name="weight_type")
+    factors = parse_block_weights(rules, sites)
+    last = len(sites)
+    return {s.key: weight * RAMPS[weight_type](t, last) * factors[s.key] for t, s in enumerate(sites)}
+
+
 def parse_block_weights(text: str, sites, input_name: str = "block_weights") -> dict:
     """Per-site multipliers from 'block[:number[:depth]]=value' rules, comma or newline separated; a later rule
-    overrides an earlier one. Example: 'input=0, output:1=1.2, middle:0:9=0.5'."""
+    overrides an earlier one. UNet: 'input=0, output:1=1.2, middle:0:9=0.5'; DiT: 'double=0, single:3=1.2'."""
     factors = {s.key: 1.0 for s in sites}
+    names = {k[0]: k[0] for k in factors} | {k[0].removesuffix("_block"): k[0] for k in factors}
+    dit = any(k[0].endswith("_block") for k in factors)
+    example = "'double=0, single:3=1.2' (blocks double / single, then the block number)" if dit else \
+        "'input=0, output:1=1.2, middle:0:9=0.5' (the Infuse Attention Sites node lists the sites)"
     for rule in filter(None, (r.strip() for r in text.replace("\n", ",").split(","))):
         try:
             target, value = (part.strip() for part in rule.split("="))
             value = float(value)
             parts = target.split(":")
-            block, rest = parts[0], [int(p) for p in parts[1:]]
-            if block not in ("input", "middle", "output") or len(rest) > 2:
+            block, rest = names[parts[0]], [int(p) for p in parts[1:]]
+            if len(rest) > 2:
                 raise ValueError
-        except ValueError:
+        except (ValueError, KeyError):
             raise InfuseError(f"cannot read the rule '{rule}'.",
-                              "write rules as block[:number[:depth]]=value, e.g. 'input=0, output:1=1.2, "
-                              "middle:0:9=0.5' (the Infuse Attention Sites node lists the sites).",
+                              f"write rules as block[:number[:depth]]=value, e.g. {example}.",
                               input_name=input_name) from None
         matched = [k for k in factors if k[0] == block and list(k[1:1 + len(rest)]) == rest]
         if not matched:
-            raise InfuseError(f"the rule '{rule}' matches no attention site of this model.",
-                              "see the Infuse Attention Sites node for the sites this model has.",
+            raise InfuseError(f"the rule '{rule}' matches no {'block' if dit else 'attention site'} of this model.",
+                              f"see the blocks this model has; rules look like {example}.",
                               input_name=input_name)
         for k in matched:
             factors[k] = value

@@ -8,6 +8,7 @@ from ...extractors.clip_vision import encode, one_encoder
 from ..decoupled_attention.block_weights import weights_per_site
 from ..decoupled_attention.ipadapter import apply_faceid_lora, apply_ipadapter, check_family, image_tokens
 from ..patching.surfaces.unet import unet_target
+from .flux_ipadapter import check_base, flux_ipadapter_on_model
 
 
 def _embeds(adapter, image, embeds, encoder, crop, input_name):
@@ -27,7 +28,15 @@ def ipadapter_on_model(model, ipadapter, weight, start_percent, end_percent, ima
                        weight_type="linear", composition_weight=1.0, combine="concat", crop="crop", block_weights="",
                        faceid_lora_strength=1.0, faceid_v2=True, faceid_v2_weight=1.0, mask_mode="reference"):
     """A clone of `model` with the adapter applied. Face entries without a face (Face Analysis' pass_through) are
-    left out, with the images / embeds made from their crops; with none left the clone is the model unchanged."""
+    left out, with the images / embeds made from their crops; with none left the clone is the model unchanged.
+    Flux adapters go to the Flux recipe (the face, composition and FaceID inputs mean nothing there)."""
+    check_base(model, ipadapter)
+    if ipadapter.family == "flux":
+        return flux_ipadapter_on_model(model, ipadapter, weight, start_percent, end_percent, image=image,
+                                       clip_vision=clip_vision, open_clip=open_clip, image_embeds=image_embeds,
+                                       negative_image=negative_image, attn_mask=attn_mask, weight_type=weight_type,
+                                       combine=combine, crop=crop, block_weights=block_weights, mask_mode=mask_mode,
+                                       embeds_input=_embeds_input(image_embeds, clip_vision, open_clip))
     target = unet_target(model)
     check_family(target, ipadapter)
     if ipadapter.uses_clip and image is None and image_embeds is None:

@@ -68,6 +68,13 @@ def discover_blocks(diffusion_model) -> list[BlockSite]:
             for i, b in enumerate(blocks)]
 
 
+def is_flux(model) -> bool:
+    """Whether a ModelPatcher holds a Flux-style DiT (Flux dev / schnell, their fine-tunes, Kontext)."""
+    from comfy.ldm.flux.model import Flux
+
+    return isinstance(getattr(getattr(model, "model", None), "diffusion_model", None), Flux)
+
+
 def block_sites(model) -> list[BlockSite]:
     """The DiT blocks of a ModelPatcher holding a Flux model; anything else is an error naming the node."""
     from comfy.ldm.flux.model import Flux
