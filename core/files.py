@@ -65,3 +65,37 @@ def load_weights(path: str, input_name: str) -> dict:
                           "choose the model file itself (a .safetensors or .bin of named tensors).",
                           input_name=input_name)
     return data
+
+
+def flat_tensors(data: dict, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Nested dicts of tensors (a `.bin` of {"image_proj": {...}, "ip_adapter": {...}}) as one flat dict with dotted
+    keys, the layout `.safetensors` conversions of those files use."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= flat_tensors(value, f"{prefix}{key}.")
+        elif isinstance(value, torch.Tensor):
+            out[f"{prefix}{key}"] = value.contiguous()
+    return out
+
+
+def convert_to_safetensors(path: str, input_name: str) -> str:
+    """Write `<name>.safetensors` beside a `.bin` / `.pt` weights file (read with weights_only=True), its nested
+    dicts flattened; an existing file is never overwritten. Returns the new path."""
+    name = os.path.basename(path)
+    if path.endswith(SAFETENSORS_SUFFIXES):
+        raise InfuseError(f"'{name}' already is a .safetensors file.", "pick a .bin file.", input_name=input_name)
+    target = os.path.splitext(path)[0] + ".safetensors"
+    if os.path.exists(target):
+        raise InfuseError(f"'{os.path.basename(target)}' already exists beside '{name}'; it was left as it is.",
+                          "use that file, or move it away to convert again.", input_name=input_name)
+    tensors = flat_tensors(load_weights(path, input_name))
+    if not tensors:
+        raise InfuseError(f"'{name}' holds no tensors.", "pick a model weights file.", input_name=input_name)
+    from safetensors.torch import save_file
+
+    shared = {id(t.untyped_storage()) for t in tensors.values()}
+    if len(shared) < len(tensors):          # safetensors refuses tensors sharing storage: give each its own
+        tensors = {k: v.clone() for k, v in tensors.items()}
+    save_file(tensors, target, metadata={"converted_from": name})
+    return target

@@ -1,6 +1,7 @@
 """ComfyUI nodes of the pack (V3 schema). Nodes stay thin: the work is in extractors/ and mechanisms/."""
 from comfy_api.latest import ComfyExtension, io
 
+from .convert_nodes import InfuseConvertToSafetensors
 from .clip_nodes import InfuseCLIPVisionLoader, InfuseEncodeImage, InfuseLoadOpenClip
 from .embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSaveEmbeds
 from .face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints
@@ -33,6 +34,7 @@ NODES: list[type[io.ComfyNode]] = [
     InfuseLoadFaceEmbeds,
     InfuseAttentionSites,
     InfuseRedux,
+    InfuseConvertToSafetensors,
 ]
 
 

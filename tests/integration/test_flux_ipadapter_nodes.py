@@ -160,6 +160,8 @@ def test_a_mask_of_another_aspect_is_named_when_sampling_starts(env):
 
 
 def test_a_truncated_file_and_a_pickle_that_runs_code_are_refused(env, tmp_path):
+    from comfyui_infuse.nodes.convert_nodes import InfuseConvertToSafetensors
+
     import torch as t
 
     from support import faults_files
@@ -176,4 +178,26 @@ def test_a_truncated_file_and_a_pickle_that_runs_code_are_refused(env, tmp_path)
     t.save({"image_proj": image_proj, "ip_adapter": faults_files.OpensFile(marker)}, folder / "flux-evil.bin")
     with pytest.raises(InfuseError, match="'flux-evil.bin' is not a plain weights file"):
         adapter("flux-evil.bin")
-    assert not marker.exists()
+    with pytest.raises(InfuseError, match="'flux-evil.bin' is not a plain weights file"):
+        InfuseConvertToSafetensors.execute("ipadapter/flux-evil.bin")
+    assert not marker.exists() and not (folder / "flux-evil.safetensors").exists()
+
+
+def test_instantx_bin_converts_to_safetensors_that_load_the_same(env, tmp_path):
+    from comfyui_infuse.nodes.convert_nodes import InfuseConvertToSafetensors
+
+    folder = tmp_path / "convert"
+    folder.mkdir()
+    folder_paths.add_model_folder_path("ipadapter", str(folder))
+    image_proj, ip_layers = ff.instantx(WIDTH, DOUBLE + SINGLE, seed=5)
+    ff.write_instantx(folder / "instantx-flux.bin", image_proj, ip_layers)
+    info = InfuseConvertToSafetensors.execute("ipadapter/instantx-flux.bin").result[0]
+    assert "wrote instantx-flux.safetensors" in info
+    original, converted = adapter("instantx-flux.bin"), adapter("instantx-flux.safetensors")
+    assert converted.describe() == original.describe()
+    assert all(torch.equal(a.to_k, b.to_k) and torch.equal(a.to_v, b.to_v)
+               for a, b in zip(original.layers, converted.layers))
+    x = torch.randn(2, ff.SIGLIP_POOLED)
+    assert torch.equal(original.projection(x), converted.projection(x))
+    with pytest.raises(InfuseError, match="'instantx-flux.safetensors' already exists beside 'instantx-flux.bin'"):
+        InfuseConvertToSafetensors.execute("ipadapter/instantx-flux.bin")
