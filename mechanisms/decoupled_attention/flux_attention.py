@@ -34,6 +34,7 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 
 
 class FluxImageAttention(BlockContribution):
+    reads_query = True
     def __init__(self, node: str, layers: dict[BlockKey, FluxIPLayer], heads: dict[BlockKey, int],
                  cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor, adds_to: str, norm_kv: bool, **schedule):
         super().__init__(node, **schedule)

@@ -30,7 +30,7 @@ from ....core.errors import InfuseError
 from .. import dispatcher
 from ..contribution import active_contributions, rows_of
 from ..gate import mask_to_tokens
-from .dit_attention import add_rows, with_attention_addition
+from .dit_attention import add_rows, with_block_attention
 from .dit_call import LAYOUT_KEY, BlockCall, BlockState, split_tokens, token_layout
 from .unet import comfy_model_type
 
@@ -98,6 +98,8 @@ class BlockContribution(dispatcher.Contribution):
 
     kind = DIT
     acts_in_attention = False    # True: `attention_delta` is added to the block's attention output instead
+    reads_query = False          # True: reads the block's query (call.image_query / joint_query): kept from its
+                                 # attention instead of projected again
 
     def block_delta(self, block_input: dict, block_output: dict, call: BlockCall) -> torch.Tensor:
         raise NotImplementedError
@@ -178,8 +180,8 @@ class BlockDispatcher:
             rows = None if len(picked) == len(cond_or_uncond) else rows_of(picked, chunk, args["img"].device)
             calls.append((c, weight, rows, BlockCall(state, rows, tuple(cond_or_uncond[i] for i in picked), chunk)))
         inside = [x for x in calls if x[0].acts_in_attention]
-        if inside:
-            args = with_attention_addition(args, inside, n_txt if kind == "single_block" else 0)
+        if inside or any(c.reads_query for c, *_ in calls):
+            args = with_block_attention(args, state, inside, n_txt if kind == "single_block" else 0)
         out = self._run_base(args, extra)
         after = [x for x in calls if not x[0].acts_in_attention]
         if not after:

@@ -94,10 +94,17 @@ class BlockState:
             self._qkv = (q, k, v)
         return self._qkv
 
+    def capture(self, q_roped: torch.Tensor, pe: torch.Tensor | None) -> None:
+        """The block's own attention query as its attention received it ([B, heads, text + image tokens, head_dim],
+        after RoPE), kept without RoPE: what `query` returns then, at no extra projection."""
+        q = q_roped if pe is None else unrope(q_roped, pe)
+        self._queries["joint"] = q
+        self._queries["image"] = q[:, :, q.shape[2] - self.before["img"].shape[1]:]
+
     def query(self, joint: bool = False) -> torch.Tensor:
         """The attention query of the image tokens (joint: text then image tokens, as a single block attends),
-        [B, heads, N, head_dim], after QK-norm, before RoPE; only q is projected (a third of the qkv linear and
-        a seventh of a single block's linear1) where the layer allows it."""
+        [B, heads, N, head_dim], after QK-norm, before RoPE: captured from the block's attention where the
+        dispatcher could, else projected (only the q rows of the layer, where it allows it)."""
         key = "joint" if joint else "image"
         if key not in self._queries:
             if not joint and self._qkv is not None:
@@ -110,6 +117,14 @@ class BlockState:
                 q = q.view(q.shape[0], q.shape[1], b.num_heads, -1).transpose(1, 2)
                 self._queries[key] = norm.query_norm(q).to(x.dtype)
         return self._queries[key]
+
+
+def unrope(x: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+    """The inverse of comfy.ldm.flux.math's RoPE: pe holds a 2x2 rotation per position and frequency
+    ([B, 1, L, D/2, 2, 2]); its transpose turns a rotated query back."""
+    pe_t = pe.transpose(-1, -2)
+    x_ = x.to(pe.dtype).reshape(*x.shape[:-1], -1, 1, 2)
+    return (pe_t[..., 0] * x_[..., 0] + pe_t[..., 1] * x_[..., 1]).reshape(*x.shape).to(x.dtype)
 
 
 def _rows_of_linear(linear: torch.nn.Module, x: torch.Tensor, n: int) -> torch.Tensor:
