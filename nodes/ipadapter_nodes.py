@@ -143,8 +143,8 @@ class InfuseIPAdapterSimple(InfuseNode):
             inputs=[
                 io.Model.Input("model", tooltip=APPLY_MODEL_TOOLTIP),
                 IPAdapterType.Input("ipadapter", tooltip="The adapter from Infuse Load IP-Adapter; made for the "
-                                                         "model's family (SD1.5 or SDXL). FaceID files need Infuse "
-                                                         "IP-Adapter."),
+                                                         "model's family (SD1.5, SDXL or Flux). FaceID files need "
+                                                         "Infuse IP-Adapter."),
                 io.Image.Input("image", optional=True,
                                tooltip="The reference image whose subject or style the result follows (needs "
                                        "clip_vision); or connect image_embeds instead."),
