@@ -18,13 +18,14 @@ def write_png(path, array=None, seed=0, size=(96, 64)):
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory):
     """Temporary model folders with random-weight files in the real layouts. The shipped workflows' example
-    file names are used for them, so the workflows run as shipped (only image sizes and steps shrink)."""
+    file names are used for them, so the workflows run as shipped (only image sizes and steps shrink; the Flux
+    workflows' text encoders are placeholders, replaced in the runs: see write_flux_files)."""
     from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
     from support import clip_models, face_models, ipadapter_files, tiny_models, tryon_files
 
     root = tmp_path_factory.mktemp("models")
     dirs = {name: root / name for name in ("checkpoints", "ipadapter", "instantid", "insightface", "clip_vision",
-                                           "controlnet", "diffusion_models")}
+                                           "controlnet", "diffusion_models", "vae", "text_encoders", "style_models")}
     for d in dirs.values():
         d.mkdir()
     ckpt = dirs["checkpoints"]
@@ -61,7 +62,28 @@ def model_dirs(tmp_path_factory):
     tiny_models.write_controlnet(dirs["controlnet"] / "instantid" / "diffusion_pytorch_model.safetensors", "tiny_sdxl")
     face_models.write_pack(dirs["insightface"], "antelopev2")
     tryon_files.write_release(dirs["diffusion_models"] / "IDM-VTON", seed=0, dtype=torch.float16)
+    write_flux_files(dirs)
     return dirs
+
+
+def write_flux_files(dirs: dict) -> None:
+    """The shipped Flux workflows' files (~3 GB, ~35 s on 2 CPU cores), at the sizes ComfyUI's loaders detect:
+    a Flux dev of the real width with 1 double + 1 single block, the Flux VAE, Redux, a real-size CLIP ViT-L/14
+    and SigLIP so400m-384, and an XLabs v2 adapter (16 tokens) for that one double block. The text encoders are
+    placeholders that only fill DualCLIPLoader's lists: no T5-XXL can be written small, so the e2e runs replace
+    the text encoding by a test node (support.workflow_edits.flux_text_for_tests)."""
+    from support import clip_models, flux_adapter_files, flux_files
+
+    flux_files.write_flux_dev(dirs["diffusion_models"] / "flux1-dev.safetensors")
+    flux_files.write_flux_vae(dirs["vae"] / "ae.safetensors")
+    flux_files.write_redux(dirs["style_models"] / "flux1-redux-dev.safetensors")
+    for name in ("clip_l.safetensors", "t5xxl_fp16.safetensors"):
+        flux_files.write_text_encoder_placeholder(dirs["text_encoders"] / name)
+    clip_models.write_vit_l(dirs["clip_vision"] / "clip-vit-large-patch14.safetensors")
+    clip_models.write_siglip_384(dirs["clip_vision"] / "sigclip_vision_patch14_384.safetensors")
+    flux_adapter_files.write_xlabs(dirs["ipadapter"] / "flux-ip-adapter-v2.safetensors",
+                                   flux_adapter_files.xlabs(block_width=3072, n_double=1, tokens=16,
+                                                            dtype=torch.float16))
 
 
 @pytest.fixture(scope="session")

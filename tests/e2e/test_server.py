@@ -92,11 +92,15 @@ TEST_INPUTS = {"width": 64, "height": 64, "steps": 2}
 
 
 def shipped_workflow(name: str, **overrides) -> dict:
+    """A shipped API workflow as the e2e tests run it: image sizes and steps shrunk, `overrides` set, and the Flux
+    workflows' text encoding (Dual CLIP Loader with T5-XXL + CLIP Text Encode) replaced by a test node giving a
+    seeded Flux conditioning, since no T5-XXL can be written small (support.workflow_edits.flux_text_for_tests)."""
     import json
 
     from support.comfy_env import PACK_ROOT
+    from support.workflow_edits import flux_text_for_tests
 
-    wf = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    wf = flux_text_for_tests(json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text()))
     for node in wf.values():
         for key, value in dict(TEST_INPUTS, **overrides).items():
             if key in node["inputs"] and not isinstance(node["inputs"][key], list):

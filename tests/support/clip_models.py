@@ -58,14 +58,34 @@ def comfy_clip_vision_from_open_clip(sd: dict, workdir: Path):
     return cv
 
 
-def write_vit_h(path: Path, seed: int = 0, dtype=torch.float16) -> Path:
-    """A real-size ViT-H/14 CLIP vision file in ComfyUI's (transformers) key layout, random weights."""
+def write_comfy_clip_vision(path: Path, config_name: str, seed: int = 0, dtype=torch.float16) -> Path:
+    """A real-size CLIP vision file of one of ComfyUI's own configs (comfy/<config_name>) in ComfyUI's
+    (transformers) key layout, random weights: what CLIPVisionLoader detects from the layer count, width and
+    position count."""
     import comfy.clip_vision
     import comfy.utils
 
-    config = Path(comfy.clip_vision.__file__).parent / "clip_vision_config_h.json"
+    config = Path(comfy.clip_vision.__file__).parent / config_name
     cv = comfy.clip_vision.ClipVisionModel(str(config))
     randomize(cv.model, seed)
     sd = {k: v.to(dtype).contiguous() for k, v in cv.model.state_dict().items()}
+    del cv
     comfy.utils.save_torch_file(sd, str(path))
     return Path(path)
+
+
+def write_vit_h(path: Path, seed: int = 0, dtype=torch.float16) -> Path:
+    """A real-size ViT-H/14 CLIP vision file in ComfyUI's (transformers) key layout, random weights."""
+    return write_comfy_clip_vision(path, "clip_vision_config_h.json", seed, dtype)
+
+
+def write_vit_l(path: Path, seed: int = 0, dtype=torch.float16) -> Path:
+    """A real-size CLIP ViT-L/14 (224 px, 257 positions, 768 projection): the layout of openai/clip-vit-large-patch14's
+    model.safetensors (its vision half), which the XLabs Flux IP-Adapters take."""
+    return write_comfy_clip_vision(path, "clip_vision_config_vitl.json", seed, dtype)
+
+
+def write_siglip_384(path: Path, seed: int = 0, dtype=torch.float16) -> Path:
+    """A real-size SigLIP so400m-patch14-384 (27 layers of 1152, 729 positions): the layout of Comfy-Org's
+    sigclip_vision_patch14_384.safetensors, which Flux Redux takes. ComfyUI's detection needs all of it."""
+    return write_comfy_clip_vision(path, "clip_vision_siglip_384.json", seed, dtype)

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from .comfy_env import PACK_ROOT, find_comfyui
 
-PLUGIN = PACK_ROOT / "tests" / "e2e" / "server_plugins" / "infuse_test_models.py"
+# test-only custom node files every e2e server gets: the tiny model configs, the Flux text stand-in
+PLUGINS = tuple(PACK_ROOT / "tests" / "e2e" / "server_plugins" / name
+                for name in ("infuse_test_models.py", "infuse_test_flux_text.py"))
 
 
 def free_port() -> int:
@@ -40,7 +42,8 @@ class ComfyServer:
         custom_nodes = self.base / "custom_nodes"
         custom_nodes.mkdir(parents=True, exist_ok=True)
         (custom_nodes / "ComfyUI-Infuse").symlink_to(PACK_ROOT, target_is_directory=True)
-        (custom_nodes / PLUGIN.name).symlink_to(PLUGIN)
+        for plugin in PLUGINS:
+            (custom_nodes / plugin.name).symlink_to(plugin)
         for sub in ("input", "output", "user", "models"):
             (self.base / sub).mkdir(exist_ok=True)
         self.extra_paths = self.workdir / "extra_model_paths.yaml"

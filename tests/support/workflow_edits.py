@@ -29,3 +29,17 @@ def ipadapter_encoding_inline(wf: dict) -> dict:
     Image (node 12) removed, its image and clip_vision links moved to node 5."""
     encoder = wf.pop("12")["inputs"]
     return edit(wf, "5", drop=("image_embeds",), image=encoder["image"], clip_vision=encoder["clip_vision"])
+
+
+def flux_text_for_tests(wf: dict, seed: int = 1, tokens: int = 8) -> dict:
+    """An API workflow with each CLIP Text Encode fed by a Dual CLIP Loader (the shipped Flux workflows' text
+    encoding: clip_l + t5xxl_fp16) replaced by the e2e server's TestFluxText node under the same id, so every link to
+    it stays, and the Dual CLIP Loader removed: no T5-XXL can be written small (ComfyUI builds its fixed 24-layer
+    config), see tests/e2e/server_plugins/infuse_test_flux_text.py. Other workflows come back unchanged."""
+    loaders = {k for k, n in wf.items() if n["class_type"] == "DualCLIPLoader"}
+    for node_id, node in list(wf.items()):
+        if node["class_type"] == "CLIPTextEncode" and node["inputs"].get("clip", [None])[0] in loaders:
+            add(wf, node_id, "TestFluxText", seed=seed, tokens=tokens)
+    for node_id in loaders:
+        del wf[node_id]
+    return wf

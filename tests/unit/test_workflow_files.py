@@ -20,6 +20,11 @@ MODEL_INPUTS = {
     ("InfuseLoadIDMVTON", "tryon_unet"): "diffusion_models",
     ("InfuseLoadIDMVTON", "garment_unet"): "diffusion_models",
     ("InfuseFaceAnalysis", "model_pack"): "insightface/models",
+    ("UNETLoader", "unet_name"): "diffusion_models",
+    ("DualCLIPLoader", "clip_name1"): "text_encoders",
+    ("DualCLIPLoader", "clip_name2"): "text_encoders",
+    ("VAELoader", "vae_name"): "vae",
+    ("StyleModelLoader", "style_model_name"): "style_models",
 }
 
 

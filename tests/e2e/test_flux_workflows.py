@@ -1,0 +1,107 @@
+"""The shipped Flux workflows (flux_ipadapter, flux_redux) on a real server, through ComfyUI's own loaders: Load
+Diffusion Model on a Flux dev of the real width (1 double + 1 single block: ComfyUI's detection fixes the width),
+Load VAE on the Flux VAE, Load Style Model on Redux, Load CLIP Vision on a real-size CLIP ViT-L/14 and SigLIP
+so400m-384, Infuse Load IP-Adapter on an XLabs v2 adapter; random weights (tests/e2e/conftest.py write_flux_files).
+
+The prompt's Dual CLIP Loader (T5-XXL) and CLIP Text Encode are replaced by a test node giving a seeded Flux
+conditioning (no T5-XXL can be written small: tests/e2e/server_plugins/infuse_test_flux_text.py); every other node
+runs as shipped, at 64 px and 2 steps. Each workflow saves an image; weight / strength 0 gives the bytes of the graph
+without the Infuse node, a real weight another image; the wrong image encoder is an error naming the node, the input
+and the fix, and the server goes on. SigLIP encodes take ~30 s each on a 2-core CPU: the runs are ordered so that
+CLIP Vision Encode comes from ComfyUI's cache where it can."""
+import json
+
+import pytest
+
+from support.comfy_env import PACK_ROOT
+from support.server import execution_error
+from support.workflow_edits import edit
+from test_server import shipped_workflow
+
+pytestmark = pytest.mark.e2e
+
+VIT_L = "clip-vit-large-patch14.safetensors"
+SIGLIP = "sigclip_vision_patch14_384.safetensors"
+
+
+def node_of(wf: dict, class_type: str) -> str:
+    (node_id,) = [k for k, n in wf.items() if n["class_type"] == class_type]
+    return node_id
+
+
+def saved(server, entry: dict) -> bytes:
+    assert entry["status"]["status_str"] == "success", execution_error(entry) or entry["status"]
+    images = server.saved_images(entry)
+    assert len(images) == 1 and images[0].stat().st_size > 0
+    return images[0].read_bytes()
+
+
+def without(wf: dict, class_type: str, passes: str, into: str) -> dict:
+    """The workflow with the node of `class_type` taken out: what fed its input `passes` goes to its consumer's
+    input `into` instead (the nodes only it used are left unconnected, and ComfyUI does not run them)."""
+    removed = node_of(wf, class_type)
+    source = wf.pop(removed)["inputs"][passes]
+    for node in wf.values():
+        if node["inputs"].get(into) == [removed, 0]:
+            node["inputs"][into] = source
+    return wf
+
+
+@pytest.mark.parametrize("name", ["flux_ipadapter", "flux_redux"])
+def test_the_runs_replace_only_the_text_encoding(name):
+    shipped = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    run = shipped_workflow(name)
+    text = node_of(shipped, "CLIPTextEncode")
+    assert run[text]["class_type"] == "TestFluxText"
+    assert set(shipped) - set(run) == {node_of(shipped, "DualCLIPLoader")}
+    for node_id, node in run.items():
+        if node_id != text:
+            assert node["class_type"] == shipped[node_id]["class_type"]
+            assert {k for k, v in node["inputs"].items() if isinstance(v, list)} == \
+                {k for k, v in shipped[node_id]["inputs"].items() if isinstance(v, list)}, node_id
+
+
+def test_flux_redux_workflow_strength_zero_is_the_prompt_alone(server):
+    wf = shipped_workflow("flux_redux")
+    redux = node_of(wf, "InfuseRedux")
+    assert wf[redux]["inputs"]["downsampling_factor"] == 3
+    with_redux = saved(server, server.run(wf))
+    zero = saved(server, server.run(edit(wf, redux, strength=0.0)))        # CLIP Vision Encode from the cache
+    plain = saved(server, server.run(without(shipped_workflow("flux_redux"), "InfuseRedux", "conditioning",
+                                             "positive")))
+    assert zero == plain
+    assert with_redux != plain
+
+
+def test_flux_redux_with_a_clip_vit_l_is_refused(server):
+    wf = shipped_workflow("flux_redux")
+    edit(wf, node_of(wf, "CLIPVisionLoader"), clip_name=VIT_L)
+    error = execution_error(server.run(wf))
+    assert error is not None and error["node_type"] == "InfuseRedux", error
+    message = error["exception_message"]
+    assert "Infuse Redux, input 'clip_vision_output'" in message and "Fix:" in message, message
+    assert SIGLIP in message
+    assert server.alive()
+
+
+def test_flux_ipadapter_workflow_weight_zero_is_the_model_alone(server):
+    wf = shipped_workflow("flux_ipadapter")
+    adapter = node_of(wf, "InfuseIPAdapter")
+    assert wf[adapter]["inputs"]["weight"] == 0.8
+    with_adapter = saved(server, server.run(wf))
+    zero = saved(server, server.run(edit(wf, adapter, weight=0.0)))
+    plain = saved(server, server.run(without(shipped_workflow("flux_ipadapter"), "InfuseIPAdapter", "model",
+                                             "model")))
+    assert zero == plain
+    assert with_adapter != plain
+
+
+def test_flux_ipadapter_with_siglip_is_refused(server):
+    """XLabs adapters take CLIP ViT-L/14's 768-wide image embeds; SigLIP (Redux's encoder) does not fit them."""
+    wf = shipped_workflow("flux_ipadapter")
+    edit(wf, node_of(wf, "CLIPVisionLoader"), clip_name=SIGLIP)
+    error = execution_error(server.run(wf))
+    assert error is not None and error["node_type"] == "InfuseIPAdapter", error
+    message = error["exception_message"]
+    assert "Infuse IP-Adapter, input 'clip_vision'" in message and "Fix:" in message, message
+    assert server.alive()
