@@ -107,6 +107,13 @@ class ComfyClipVision:
             embed = clip_vision.model.visual_projection.out_features
             self.name = "clip_vision:" + KNOWN_ENCODERS.get((hidden, embed), f"{hidden}/{embed}")
 
+    @property
+    def pooled_dim(self) -> int:
+        """The width of the pooled output, known before encoding (0: a SigLIP without its pooling head)."""
+        if not self.siglip:
+            return self.cv.model.visual_projection.out_features
+        return self.head.width if self.head is not None else 0
+
     @torch.no_grad()
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import comfy.model_management as mm

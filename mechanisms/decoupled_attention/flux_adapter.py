@@ -65,6 +65,7 @@ class FluxIPAdapterModel:
         return {"xlabs": f"XLabs {self.version}", "instantx": "InstantX"}[self.variant]
 
     def describe(self) -> str:
-        blocks = f"{len(self.layers)} " + ("double + single" if self.all_blocks else "double")
+        n = len(self.layers)
+        blocks = f"{n} " + ("double + single" if self.all_blocks else "double") + (" block" if n == 1 else " blocks")
         short = self.encoder.split(" (")[0]
-        return f"Flux IP-Adapter {self.title} ({short} pooled input, {self.tokens} tokens, {blocks} blocks)"
+        return f"Flux IP-Adapter {self.title} ({short} pooled input, {self.tokens} tokens, {blocks})"

@@ -79,14 +79,14 @@ class FluxImageAttention(BlockContribution):
         return self._image_attention(q, call)
 
 
-def _check_embeds(adapter: FluxIPAdapterModel, embeds: ImageEmbeds, input_name: str) -> None:
-    if embeds.pooled_dim == adapter.image_dim:
+def check_pooled_width(adapter: FluxIPAdapterModel, encoder: str, width: int, input_name: str) -> None:
+    """The encoder's pooled output fits the adapter; `encoder` names it (ImageEmbeds.encoder or an encoder's name).
+    Run it on the encoder before encoding where the width is known (a wrong ViT-H or SigLIP costs a whole encode)."""
+    if width == adapter.image_dim:
         return
-    got = embeds.encoder.split(":", 1)[-1]
-    if embeds.pooled_dim == 0:
-        problem = f"the encoder ({got}) gives no pooled output"
-    else:
-        problem = f"the image embeds are {embeds.pooled_dim} wide ({got})"
+    got = encoder.split(":", 1)[-1]
+    problem = f"the encoder ({got}) gives no pooled output" if width == 0 else \
+        f"the image embeds are {width} wide ({got})"
     raise InfuseError(f"{problem}, but '{adapter.name}' ({adapter.describe()}) takes {adapter.image_dim}-wide "
                       "pooled embeds.", f"connect {adapter.encoder}.", input_name=input_name)
 
@@ -100,10 +100,10 @@ def flux_image_tokens(adapter: FluxIPAdapterModel, embeds: ImageEmbeds, negative
     if combine not in COMBINE:
         raise InfuseError(f"combine must be one of {COMBINE}, got '{combine}'.", "pick concat or average.",
                           input_name="combine")
-    _check_embeds(adapter, embeds, "clip_vision")
+    check_pooled_width(adapter, embeds.encoder, embeds.pooled_dim, "clip_vision")
     x = embeds.pooled.float()
     if negative is not None:
-        _check_embeds(adapter, negative, "negative_image")
+        check_pooled_width(adapter, negative.encoder, negative.pooled_dim, "negative_image")
         neg = negative.pooled.float()[torch.arange(len(x)) % len(negative)]
     else:
         neg = x if uncond_same else torch.zeros_like(x)

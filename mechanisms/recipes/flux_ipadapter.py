@@ -8,7 +8,8 @@ from ...core.errors import InfuseError, check_percent_range
 from ...extractors.clip_vision import encode, one_encoder
 from ..decoupled_attention.block_weights import flux_block_weights
 from ..decoupled_attention.flux_adapter import FluxIPAdapterModel
-from ..decoupled_attention.flux_attention import adapter_layers, apply_flux_ipadapter, flux_image_tokens
+from ..decoupled_attention.flux_attention import (adapter_layers, apply_flux_ipadapter, check_pooled_width,
+                                                  flux_image_tokens)
 from ..patching.surfaces.dit import block_sites, is_flux
 from ..patching.surfaces.unet import comfy_model_type, family_name
 
@@ -51,8 +52,15 @@ def flux_ipadapter_on_model(model, adapter: FluxIPAdapterModel, weight, start_pe
     check_percent_range(start_percent, end_percent)
     site_weights = flux_block_weights(sites, weight_type, weight, block_weights)
     connected = clip_vision is not None or open_clip is not None
-    encoder = (lambda: one_encoder(clip_vision, open_clip)) if connected else None
-    if image_embeds is None and encoder is None:
+    encoder = None
+    if connected:
+        the_encoder = one_encoder(clip_vision, open_clip)
+        width = getattr(the_encoder, "pooled_dim", None)
+        if width is not None and (image_embeds is None or negative_image is not None):
+            check_pooled_width(adapter, the_encoder.name, width, embeds_input if image_embeds is None else
+                               "clip_vision")
+        encoder = lambda: the_encoder
+    elif image_embeds is None:
         raise InfuseError(f"no image encoder is connected; '{adapter.name}' takes {adapter.encoder}.",
                           "connect that encoder to clip_vision.", input_name="clip_vision")
     embeds = image_embeds if image_embeds is not None else encode(encoder(), image, crop, "image")

@@ -61,16 +61,21 @@ def test_the_runs_replace_only_the_text_encoding(name):
                 {k for k, v in shipped[node_id]["inputs"].items() if isinstance(v, list)}, node_id
 
 
-def test_flux_redux_workflow_strength_zero_is_the_prompt_alone(server):
-    wf = shipped_workflow("flux_redux")
-    redux = node_of(wf, "InfuseRedux")
-    assert wf[redux]["inputs"]["downsampling_factor"] == 3
-    with_redux = saved(server, server.run(wf))
-    zero = saved(server, server.run(edit(wf, redux, strength=0.0)))        # CLIP Vision Encode from the cache
-    plain = saved(server, server.run(without(shipped_workflow("flux_redux"), "InfuseRedux", "conditioning",
-                                             "positive")))
+# workflow -> (the Infuse node, its weight input, the input it passes through when removed, its consumer's input)
+INFUSE_NODE = {"flux_redux": ("InfuseRedux", "strength", "conditioning", "positive"),
+               "flux_ipadapter": ("InfuseIPAdapter", "weight", "model", "model")}
+
+
+@pytest.mark.parametrize("name", sorted(INFUSE_NODE))
+def test_weight_zero_is_the_graph_without_the_infuse_node(server, name):
+    class_type, weight, passes, into = INFUSE_NODE[name]
+    wf = shipped_workflow(name)
+    node = node_of(wf, class_type)
+    with_node = saved(server, server.run(wf))
+    zero = saved(server, server.run(edit(wf, node, **{weight: 0.0})))     # CLIP Vision Encode from the cache
+    plain = saved(server, server.run(without(shipped_workflow(name), class_type, passes, into)))
     assert zero == plain
-    assert with_redux != plain
+    assert with_node != plain
 
 
 def test_flux_redux_with_a_clip_vit_l_is_refused(server):
@@ -84,18 +89,6 @@ def test_flux_redux_with_a_clip_vit_l_is_refused(server):
     assert server.alive()
 
 
-def test_flux_ipadapter_workflow_weight_zero_is_the_model_alone(server):
-    wf = shipped_workflow("flux_ipadapter")
-    adapter = node_of(wf, "InfuseIPAdapter")
-    assert wf[adapter]["inputs"]["weight"] == 0.8
-    with_adapter = saved(server, server.run(wf))
-    zero = saved(server, server.run(edit(wf, adapter, weight=0.0)))
-    plain = saved(server, server.run(without(shipped_workflow("flux_ipadapter"), "InfuseIPAdapter", "model",
-                                             "model")))
-    assert zero == plain
-    assert with_adapter != plain
-
-
 def test_flux_ipadapter_with_siglip_is_refused(server):
     """XLabs adapters take CLIP ViT-L/14's 768-wide image embeds; SigLIP (Redux's encoder) does not fit them."""
     wf = shipped_workflow("flux_ipadapter")
@@ -104,4 +97,50 @@ def test_flux_ipadapter_with_siglip_is_refused(server):
     assert error is not None and error["node_type"] == "InfuseIPAdapter", error
     message = error["exception_message"]
     assert "Infuse IP-Adapter, input 'clip_vision'" in message and "Fix:" in message, message
+    assert server.alive()
+
+
+@pytest.fixture(scope="module")
+def flux_fault_files(model_dirs, tmp_path_factory):
+    """Bad Flux adapter files in models/ipadapter; yields the marker a code-running pickle would create."""
+    from support import faults_files, flux_adapter_files
+
+    ipa = model_dirs["ipadapter"]
+    faults_files.truncated_copy(ipa / "flux-ip-adapter-v2.safetensors", ipa / "fault_flux_truncated.safetensors")
+    marker = tmp_path_factory.mktemp("flux_pickle") / "pickle_ran_code"
+    image_proj, _ = flux_adapter_files.instantx(3072, 2, tokens=1)
+    import torch
+
+    torch.save({"image_proj": image_proj, "ip_adapter": faults_files.OpensFile(marker)}, ipa / "fault_flux_runs_code.bin")
+    yield marker
+    assert not marker.exists(), "a pickle ran code while being loaded"
+
+
+def flux_ipa_with_mask(width: int, height: int) -> dict:
+    wf = shipped_workflow("flux_ipadapter")
+    wf["90"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": width, "height": height}}
+    return edit(wf, node_of(wf, "InfuseIPAdapter"), attn_mask=["90", 0])
+
+
+FLUX_FAULTS = {   # id -> (workflow, node the message names, input, what it says)
+    "sd15_adapter_on_flux": (lambda: shipped_workflow("flux_ipadapter", ipadapter_file="ip-adapter_sd15.safetensors"),
+                             "Infuse IP-Adapter", "ipadapter", "is an SD1.5 IP-Adapter but the model is Flux"),
+    "flux_adapter_on_sd15": (lambda: shipped_workflow("ip_adapter", ipadapter_file="flux-ip-adapter-v2.safetensors"),
+                             "Infuse IP-Adapter", "ipadapter", "is a Flux IP-Adapter XLabs v2 but the model is a SD15"),
+    "truncated_flux_adapter": (lambda: shipped_workflow("flux_ipadapter",
+                                                        ipadapter_file="fault_flux_truncated.safetensors"),
+                               "Infuse Load IP-Adapter", "ipadapter_file", "could not be read; it is truncated"),
+    "flux_bin_that_runs_code": (lambda: shipped_workflow("flux_ipadapter", ipadapter_file="fault_flux_runs_code.bin"),
+                                "Infuse Load IP-Adapter", "ipadapter_file", "is not a plain weights file"),
+    "mask_of_another_aspect": (lambda: flux_ipa_with_mask(64, 16), "Infuse IP-Adapter", "attn_mask", "aspect"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FLUX_FAULTS))
+def test_flux_faults_name_node_input_and_fix(server, flux_fault_files, fault):
+    workflow, node, input_name, says = FLUX_FAULTS[fault]
+    error = execution_error(server.run(workflow(), timeout=300))
+    assert error is not None and error["exception_type"].endswith("InfuseError"), error
+    message = error["exception_message"]
+    assert message.startswith(f"{node}, input '{input_name}': ") and says in message and " Fix: " in message, message
     assert server.alive()

@@ -130,9 +130,12 @@ def test_image_tokens_and_kv_are_computed_once_per_run(env):
     (dict(block_weights="single:7=0"), "block_weights", "matches no block of this model"),
     (dict(clip_vision=None), "clip_vision", "no image encoder is connected"),
 ])
-def test_bad_input_is_named(env, kw, input_name, text):
+def test_bad_input_is_named(env, kw, input_name, text, monkeypatch):
     if kw.get("clip_vision") == "other":
-        kw["clip_vision"] = env["other_encoder"]
+        from comfyui_infuse.extractors import clip_vision
+
+        kw["clip_vision"] = env["other_encoder"]        # refused from its width, before any image is encoded
+        monkeypatch.setattr(clip_vision.ComfyClipVision, "__call__", lambda *a: pytest.fail("encoded first"))
     with pytest.raises(InfuseError) as e:
         apply(env, "flux-ip-adapter-v2.safetensors", **kw)
     assert str(e.value).startswith(f"Infuse IP-Adapter, input '{input_name}': ") and text in str(e.value)

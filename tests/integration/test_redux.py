@@ -26,15 +26,10 @@ C = tiny_flux.CONTEXT_DIM
 def redux(tmp_path_factory):
     """flux1-redux-dev's keys and shapes (Linear 1152 -> 12288, 12288 -> 4096) in fp16, through core's loader."""
     import comfy.sd
-    from safetensors.torch import save_file
 
-    g = torch.Generator().manual_seed(0)
-    sd = {}
-    for name, (n_out, n_in) in {"redux_up": (3 * C, 1152), "redux_down": (C, 3 * C)}.items():
-        sd[f"{name}.weight"] = (torch.randn(n_out, n_in, generator=g) / n_in ** 0.5).half()
-        sd[f"{name}.bias"] = (torch.randn(n_out, generator=g) * 0.02).half()
-    path = tmp_path_factory.mktemp("style_models") / "flux1-redux-dev.safetensors"
-    save_file(sd, str(path))
+    from support import flux_files
+
+    path = flux_files.write_redux(tmp_path_factory.mktemp("style_models") / "flux1-redux-dev.safetensors")
     return comfy.sd.load_style_model(str(path))
 
 
