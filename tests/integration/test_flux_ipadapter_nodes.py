@@ -204,3 +204,13 @@ def test_instantx_bin_converts_to_safetensors_that_load_the_same(env, tmp_path):
     assert torch.equal(original.projection(x), converted.projection(x))
     with pytest.raises(InfuseError, match="'instantx-flux.safetensors' already exists beside 'instantx-flux.bin'"):
         InfuseConvertToSafetensors.execute("ipadapter/instantx-flux.bin")
+
+
+def test_several_images_concat_or_average_and_a_negative_image(env, plain):
+    two = torch.cat([IMAGE, IMAGE.flip(2)])
+    concat = sample(env, apply(env, "flux-ip-adapter-v2.safetensors", image=two))
+    average = sample(env, apply(env, "flux-ip-adapter-v2.safetensors", image=two, combine="average"))
+    one = sample(env, apply(env, "flux-ip-adapter-v2.safetensors"))
+    assert not torch.equal(concat, average) and not torch.equal(concat, one) and not torch.equal(average, one)
+    negative = sample(env, apply(env, "flux-ip-adapter-v2.safetensors", negative_image=IMAGE.flip(1)))
+    assert not torch.equal(negative, one)                  # cfg 3: the uncond rows see the negative image's tokens
