@@ -4,7 +4,7 @@ from comfy_api.latest import ComfyExtension, io
 from .convert_nodes import InfuseConvertToSafetensors
 from .clip_nodes import InfuseCLIPVisionLoader, InfuseEncodeImage, InfuseLoadOpenClip
 from .embeds_nodes import InfuseLoadFaceEmbeds, InfuseLoadImageEmbeds, InfuseSaveEmbeds
-from .face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints
+from .face_nodes import InfuseFaceAnalysis, InfuseFaceKeypoints, InfuseFaceSimilarity
 from .inspect_model import InfuseAttentionSites
 from .instantid_nodes import InfuseIdentityNet, InfuseInstantID, InfuseInstantIDAdapter, InfuseLoadInstantID
 from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader, InfuseIPAdapterSimple
@@ -35,6 +35,7 @@ NODES: list[type[io.ComfyNode]] = [
     InfuseAttentionSites,
     InfuseRedux,
     InfuseConvertToSafetensors,
+    InfuseFaceSimilarity,
 ]
 
 

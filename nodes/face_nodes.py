@@ -3,8 +3,11 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..core.errors import InfuseError
 from ..extractors.clip_vision import as_rgb
 from ..extractors.face import NO_FACE, SELECTIONS, analyze, cached_analyzer, pack_names, skip_missing
+from ..extractors.face_similarity import NO_FACE as NO_FACE_SCORE
+from ..extractors.face_similarity import annotated, report, similarities
 from ..extractors.keypoints import aligned_crops, keypoints_images
 from .base import InfuseNode
 from .presentation import preview_images, with_note, with_progress
@@ -109,3 +112,52 @@ class InfuseFaceKeypoints(InfuseNode):
             images.append(drawn if face_embeds.found[i] else torch.zeros_like(drawn))   # no face: nothing drawn
         images = torch.cat(images)
         return io.NodeOutput(images, ui=preview_images(cls, images))
+
+
+class InfuseFaceSimilarity(InfuseNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="InfuseFaceSimilarity", display_name="Infuse Face Similarity", category="infuse/inspect",
+            is_output_node=True,
+            description="How close each generated face is to the reference identity: the cosine similarity of "
+                        "their ArcFace embeddings (PuLID's identity loss as a metric), from the same insightface "
+                        "pack that analysed the reference. Works for any identity method (InstantID, FaceID, "
+                        "PuLID, PhotoMaker). Scores and boxes are shown on the node.",
+            inputs=[
+                FaceEmbedsType.Input("reference_faces",
+                                     tooltip="The reference identity from Infuse Face Analysis (several faces: "
+                                             "their mean identity). Its insightface pack is used for the images."),
+                io.Image.Input("images", tooltip="The generated images to score; one face is taken from each."),
+                io.Int.Input("det_size", default=640, min=128, max=2048, step=32,
+                             tooltip="Face detector input size for the images, 128 to 2048 (as on Face "
+                                     "Analysis)."),
+                io.Combo.Input("selection", options=list(SELECTIONS), default="largest",
+                               tooltip="Which face of an image with several: largest, or see Face Analysis."),
+            ],
+            outputs=[io.Float.Output("similarity", display_name="similarity", is_output_list=True,
+                                     tooltip=f"One cosine similarity per image, -1 to 1 (higher = closer; "
+                                             f"{NO_FACE_SCORE:g} where the image has no face)."),
+                     io.String.Output("report", display_name="report",
+                                      tooltip="The scores as text, one line per image, and their mean."),
+                     io.Image.Output("annotated", display_name="annotated",
+                                     tooltip="The images with each scored face's box and score drawn.")],
+        )
+
+    @classmethod
+    def execute(cls, reference_faces, images, det_size, selection) -> io.NodeOutput:
+        try:
+            analyzer = cached_analyzer(reference_faces.model, folder_paths.get_folder_paths("insightface"), det_size)
+        except InfuseError as e:      # the pack is the reference's: say so, on the input it came through
+            raise InfuseError(f"the reference faces were analysed with '{reference_faces.model}', and {e.problem}",
+                              e.fix, "reference_faces") from None
+        images = as_rgb(images, "images")
+        faces = analyze(analyzer, images, selection, 0, "pass_through")
+        scores = similarities(reference_faces, faces)
+        text = report(scores)
+        drawn = annotated(images, faces, scores)
+        note = None
+        if faces.missing:
+            note = f"No face in image(s) {', '.join(str(i + 1) for i in faces.missing)}: scored {NO_FACE_SCORE:g}."
+        shown = {**preview_images(cls, drawn).as_dict(), "text": [text] + ([note] if note else [])}
+        return io.NodeOutput(scores, text, drawn, ui=shown)
