@@ -19,6 +19,7 @@ PIP_NAMES = {
     "insightface": "insightface",
     "onnxruntime": "onnxruntime-gpu",
     "open_clip": "open-clip-torch",
+    "timm": "timm",                  # EVA-CLIP for PuLID; open-clip-torch installs it
     "cv2": "opencv-python",          # what insightface itself requires
     "skimage": "scikit-image",       # insightface's own imports, named here when one of them is missing
     "sklearn": "scikit-learn",

@@ -16,6 +16,7 @@ MODEL_FOLDERS: dict[str, set[str]] = {
     "insightface": {".onnx"},
     "photomaker": _WEIGHTS,
     "pulid": _WEIGHTS,
+    "facexlib": _WEIGHTS,          # parsing_bisenet.pth (PuLID's face parser), where ComfyUI's PuLID ports keep it
 }
 
 # made under ComfyUI's models/ at start-up when missing, so users see where files go (insightface packs sit one

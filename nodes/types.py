@@ -6,3 +6,4 @@ OpenClipType = io.Custom("INFUSE_CLIP_VISION")       # extractors.clip_vision.Op
 ImageEmbedsType = io.Custom("IMAGE_EMBEDS")          # extractors.features.ImageEmbeds
 FaceEmbedsType = io.Custom("FACE_EMBEDS")            # extractors.features.FaceEmbeds
 GarmentUNetType = io.Custom("INFUSE_GARMENT_UNET")   # ModelPatcher of IDM-VTON's garment UNet
+PulidType = io.Custom("INFUSE_PULID")               # mechanisms.recipes.pulid.PulidBundle

@@ -18,24 +18,26 @@ def _mlp(r, prefix: str, dims: list[int]) -> dict:
     return sd
 
 
-def id_encoder(seed: int = 0) -> dict:
-    """SDXL v1's IDEncoder: body 1280 -> 1024 -> 1024 -> 5 x 2048, mapping(_patch)_{0..4} 1024 -> 1024 -> 1024 -> 2048."""
+def id_encoder(seed: int = 0, id_cond: int = ID_COND, vit_width: int = VIT_WIDTH) -> dict:
+    """SDXL v1's IDEncoder: body 1280 -> 1024 -> 1024 -> 5 x 2048, mapping(_patch)_{0..4} 1024 -> 1024 -> 1024 -> 2048
+    (id_cond / vit_width: the EVA tower's widths, smaller in tests that run a small tower)."""
     r = Randn(seed)
-    sd = _mlp(r, "body", [ID_COND, 1024, 1024, 5 * TOKEN_DIM])
+    sd = _mlp(r, "body", [id_cond, 1024, 1024, 5 * TOKEN_DIM])
     for i in range(5):
-        sd |= _mlp(r, f"mapping_{i}", [VIT_WIDTH, 1024, 1024, TOKEN_DIM])
-        sd |= _mlp(r, f"mapping_patch_{i}", [VIT_WIDTH, 1024, 1024, TOKEN_DIM])
+        sd |= _mlp(r, f"mapping_{i}", [vit_width, 1024, 1024, TOKEN_DIM])
+        sd |= _mlp(r, f"mapping_patch_{i}", [vit_width, 1024, 1024, TOKEN_DIM])
     return sd
 
 
-def id_former(seed: int = 0, dim: int = 1024, depth: int = 10, queries: int = 32) -> dict:
+def id_former(seed: int = 0, dim: int = 1024, depth: int = 10, queries: int = 32, id_cond: int = ID_COND,
+              vit_width: int = VIT_WIDTH) -> dict:
     """SDXL v1.1 / Flux's IDFormer (dim 1024, 10 layers of 16 heads x 64, 32 queries, 5 ID tokens)."""
     r = Randn(seed)
     sd = {"latents": r(1, queries, dim, scale=dim ** -0.5), "proj_out": r(dim, TOKEN_DIM, scale=dim ** -0.5)}
     sd |= _perceiver(r, "", dim, depth, heads=dim // 64)
     for i in range(5):
-        sd |= _mlp(r, f"mapping_{i}", [VIT_WIDTH, 1024, 1024, dim])
-    return sd | _mlp(r, "id_embedding_mapping", [ID_COND, 1024, 1024, 5 * dim])
+        sd |= _mlp(r, f"mapping_{i}", [vit_width, 1024, 1024, dim])
+    return sd | _mlp(r, "id_embedding_mapping", [id_cond, 1024, 1024, 5 * dim])
 
 
 def sdxl_layers(widths: list[int], seed: int = 1, names=("id_adapter_attn_layers", "id_to_{}")) -> dict:

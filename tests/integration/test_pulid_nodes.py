@@ -1,0 +1,106 @@
+"""Infuse Load PuLID + Infuse PuLID in-process on tiny SDXL and Flux models: files from disk through the loader node
+(PuLID files in their layouts, EVA-CLIP in its own checkpoint layout at a small width, facexlib's BiSeNet), faces
+from Infuse Face Analysis with the test antelopev2 pack, sampled with ComfyUI's samplers."""
+import folder_paths
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from comfyui_infuse.core.errors import InfuseError
+from comfyui_infuse.extractors.eva_clip import TIMM_ARCH
+from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
+from comfyui_infuse.nodes.face_nodes import InfuseFaceAnalysis
+from comfyui_infuse.nodes.pulid_nodes import InfuseLoadPuLID, InfusePuLID
+from support import face_models, face_parsing_files, pulid_files, tiny_flux
+from support.tiny_models import randomize
+
+from test_eva_clip import eva_layout
+
+EVA_WIDTH, EVA_EMBED = 64, 32                     # a small EVA02 tower (real: 1024 / 768)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, tiny):
+    import timm
+
+    root = tmp_path_factory.mktemp("pulid_models")
+    for folder in ("pulid", "clip_vision", "facexlib", "insightface"):
+        (root / folder).mkdir()
+        folder_paths.add_model_folder_path(folder, str(root / folder))
+    face_models.write_pack(root / "insightface", "antelopev2")
+    face_models.write_pack(root / "insightface", "buffalo_l")
+    eva = timm.create_model(TIMM_ARCH, pretrained=False, num_classes=EVA_EMBED, global_pool="token", depth=20,
+                            embed_dim=EVA_WIDTH, num_heads=1)
+    randomize(eva, 2)
+    torch.save({"model": eva_layout(eva)}, root / "clip_vision" / "EVA02_CLIP_L_336_psz14_s6B.pt")
+    face_parsing_files.write_bisenet(root / "facexlib" / "parsing_bisenet.pth")
+    widths = dict(id_cond=512 + EVA_EMBED, vit_width=EVA_WIDTH)
+    flat = lambda prefix, sd: {f"{prefix}.{k}": v.contiguous() for k, v in sd.items()}
+    sites = [s.inner_dim for s in model_sites(tiny.build_model("tiny_sdxl"))]
+    torch.save(flat("id_adapter", pulid_files.id_encoder(**widths)) | pulid_files.sdxl_layers(sites),
+               root / "pulid" / "pulid_v1.bin")
+    save_file(flat("pulid_encoder", pulid_files.id_former(**widths)) |
+              pulid_files.flux_ca(2, tiny_flux.TINY_FLUX_UNET["hidden_size"]),
+              str(root / "pulid" / "pulid_flux_v0.9.1.safetensors"))
+    face = torch.from_numpy(face_models.face_image([(6, 7)], 640, 640)).float()[None] / 255
+    return dict(face=face, faces=analysis(face), sdxl=tiny.build_model("tiny_sdxl", seed=3),
+                flux=tiny_flux.build_model(seed=1))
+
+
+def analysis(image, pack="antelopev2"):
+    return InfuseFaceAnalysis.execute(image, pack, 640, "largest", 0, 224).args[0]
+
+
+def load(name):
+    bundle, info = InfuseLoadPuLID.execute(name, "EVA02_CLIP_L_336_psz14_s6B.pt", "parsing_bisenet.pth").args
+    return bundle, info
+
+
+def apply(env, model, file, **kw):
+    args = dict(model=model, pulid=load(file)[0], face_embeds=env["faces"], image=env["face"], weight=0.8,
+                start_percent=0.0, end_percent=1.0, method="fidelity", combine="mean")
+    return InfusePuLID.execute(**(args | kw)).args[0]
+
+
+def sample(tiny, model, flux=False):
+    if flux:
+        return tiny_flux.sample(model, tiny_flux.conditioning(2), tiny_flux.conditioning(3))
+    return tiny.sample(model, tiny.text_conditioning("tiny_sdxl", 1), tiny.text_conditioning("tiny_sdxl", 2))
+
+
+@pytest.mark.parametrize("file,info", [("pulid_v1.bin", "PuLID SDXL v1 (IDEncoder, 10 ID tokens, 70 cross"),
+                                       ("pulid_flux_v0.9.1.safetensors", "PuLID Flux (IDFormer, 32 ID tokens, 2 ID")])
+def test_loader_says_what_it_found(env, file, info):
+    assert load(file)[1].startswith(info)
+
+
+@pytest.mark.parametrize("file,base", [("pulid_v1.bin", "sdxl"), ("pulid_flux_v0.9.1.safetensors", "flux")])
+def test_weight_acts_weight_zero_and_outside_the_range_are_plain(env, tiny, file, base):
+    model, flux = env[base], base == "flux"
+    plain = sample(tiny, model, flux)
+    assert not torch.equal(sample(tiny, apply(env, model, file), flux), plain)
+    assert torch.equal(sample(tiny, apply(env, model, file, weight=0.0), flux), plain)
+    assert torch.equal(sample(tiny, apply(env, model, file, start_percent=1.0), flux), plain)     # no step there
+    assert torch.equal(sample(tiny, model, flux), plain)                   # nothing left on the input model
+
+
+def test_sdxl_methods_differ(env, tiny):
+    runs = [sample(tiny, apply(env, env["sdxl"], "pulid_v1.bin", method=m)) for m in ("fidelity", "style", "neutral")]
+    assert not torch.equal(runs[0], runs[1]) and not torch.equal(runs[1], runs[2])
+
+
+@pytest.mark.parametrize("case,input_name,text", [
+    ("buffalo", "face_embeds", "PuLID was trained with antelopev2's ArcFace"),
+    ("other_images", "image", "are not the 1 the faces were found in"),
+    ("sdxl_file_on_flux", "model", "is PuLID SDXL v1 but the model is a Flux model"),
+    ("flux_file_on_sdxl", "model", "is PuLID Flux but the model is a SDXL model"),
+])
+def test_bad_input_is_named(env, case, input_name, text):
+    kw = {"buffalo": dict(face_embeds=analysis(env["face"], "buffalo_l")),
+          "other_images": dict(image=torch.cat([env["face"], env["face"]])),
+          "sdxl_file_on_flux": dict(model=env["flux"]),
+          "flux_file_on_sdxl": dict(file="pulid_flux_v0.9.1.safetensors")}[case]
+    model, file = kw.pop("model", env["sdxl"]), kw.pop("file", "pulid_v1.bin")
+    with pytest.raises(InfuseError) as e:
+        apply(env, model, file, **kw)
+    assert str(e.value).startswith(f"Infuse PuLID, input '{input_name}': ") and text in str(e.value), str(e.value)
