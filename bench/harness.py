@@ -84,3 +84,45 @@ def run(args, make_variants, model=None, conditioning=None) -> dict:
            f"{args.latent}, batch 1 with CFG, {args.dtype}, device {mm.get_torch_device()}, "
            f"{args.steps} steps x {args.rounds} rounds, torch {torch.__version__}", times)
     return outputs
+
+
+def flux_parser(doc: str, hidden: int, heads: int, depth: int, single: int, steps: int, rounds: int):
+    """The arguments of the Flux benches: the model's size, latent, steps, rounds, dtype."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hidden", type=int, default=hidden)
+    p.add_argument("--heads", type=int, default=heads)
+    p.add_argument("--depth", type=int, default=depth)
+    p.add_argument("--single", type=int, default=single)
+    p.add_argument("--latent", type=int, default=32, help="latent side (image side / 8)")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    return p
+
+
+def flux_model(args):
+    """A random-weight Flux of the asked size (ComfyUI's classes), RoPE axes split as Flux splits its 128."""
+    from support import tiny_flux
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    head = args.hidden // args.heads
+    axes = [head - 2 * (3 * head // 8), 3 * head // 8, 3 * head // 8]
+    tiny_flux.TINY_FLUX_UNET.update(hidden_size=args.hidden, num_heads=args.heads, depth=args.depth,
+                                    depth_single_blocks=args.single, axes_dim=axes)
+    return tiny_flux.build_model(seed=0, dtype=torch_dtype(args))
+
+
+def flux_run(args, runs: dict) -> None:
+    """Sample every variant of `runs` ('plain' first) interleaved, and report the ratios."""
+    from comfyui_infuse.mechanisms.patching.surfaces import dit
+    from support import tiny_flux
+
+    pos, neg = tiny_flux.conditioning(1), tiny_flux.conditioning(2)
+    times, _ = interleaved(runs, lambda m: tiny_flux.sample(m, pos, neg, latent_hw=(args.latent, args.latent),
+                                                          steps=args.steps), args.steps, args.rounds)
+    report(f"Flux hidden {args.hidden}, {args.depth} double + {args.single} single blocks "
+           f"({len(dit.block_sites(runs['plain']))} blocks), latent {args.latent}x{args.latent}, batch 1 with CFG, "
+           f"{args.dtype}, device {mm.get_torch_device()}, {args.steps} steps x {args.rounds} rounds, "
+           f"torch {torch.__version__}", times)

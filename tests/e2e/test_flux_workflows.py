@@ -78,28 +78,6 @@ def test_weight_zero_is_the_graph_without_the_infuse_node(server, name):
     assert with_node != plain
 
 
-def test_flux_redux_with_a_clip_vit_l_is_refused(server):
-    wf = shipped_workflow("flux_redux")
-    edit(wf, node_of(wf, "CLIPVisionLoader"), clip_name=VIT_L)
-    error = execution_error(server.run(wf))
-    assert error is not None and error["node_type"] == "InfuseRedux", error
-    message = error["exception_message"]
-    assert "Infuse Redux, input 'clip_vision_output'" in message and "Fix:" in message, message
-    assert SIGLIP in message
-    assert server.alive()
-
-
-def test_flux_ipadapter_with_siglip_is_refused(server):
-    """XLabs adapters take CLIP ViT-L/14's 768-wide image embeds; SigLIP (Redux's encoder) does not fit them."""
-    wf = shipped_workflow("flux_ipadapter")
-    edit(wf, node_of(wf, "CLIPVisionLoader"), clip_name=SIGLIP)
-    error = execution_error(server.run(wf))
-    assert error is not None and error["node_type"] == "InfuseIPAdapter", error
-    message = error["exception_message"]
-    assert "Infuse IP-Adapter, input 'clip_vision'" in message and "Fix:" in message, message
-    assert server.alive()
-
-
 @pytest.fixture(scope="module")
 def flux_fault_files(model_dirs, tmp_path_factory):
     """Bad Flux adapter files in models/ipadapter; yields the marker a code-running pickle would create."""
@@ -122,7 +100,15 @@ def flux_ipa_with_mask(width: int, height: int) -> dict:
     return edit(wf, node_of(wf, "InfuseIPAdapter"), attn_mask=["90", 0])
 
 
+def with_encoder(name: str, clip_name: str) -> dict:
+    wf = shipped_workflow(name)
+    return edit(wf, node_of(wf, "CLIPVisionLoader"), clip_name=clip_name)
+
+
 FLUX_FAULTS = {   # id -> (workflow, node the message names, input, what it says)
+    "redux_with_clip_vit_l": (lambda: with_encoder("flux_redux", VIT_L), "Infuse Redux", "clip_vision_output", SIGLIP),
+    "xlabs_with_siglip": (lambda: with_encoder("flux_ipadapter", SIGLIP), "Infuse IP-Adapter", "clip_vision",
+                          "gives no pooled output, but 'flux-ip-adapter-v2.safetensors'"),
     "sd15_adapter_on_flux": (lambda: shipped_workflow("flux_ipadapter", ipadapter_file="ip-adapter_sd15.safetensors"),
                              "Infuse IP-Adapter", "ipadapter", "is an SD1.5 IP-Adapter but the model is Flux"),
     "flux_adapter_on_sd15": (lambda: shipped_workflow("ip_adapter", ipadapter_file="flux-ip-adapter-v2.safetensors"),
