@@ -1,6 +1,8 @@
 """Infuse Load PuLID + Infuse PuLID in-process on tiny SDXL and Flux models: files from disk through the loader node
 (PuLID files in their layouts, EVA-CLIP in its own checkpoint layout at a small width, facexlib's BiSeNet), faces
 from Infuse Face Analysis with the test antelopev2 pack, sampled with ComfyUI's samplers."""
+import functools
+
 import folder_paths
 import pytest
 import torch
@@ -51,7 +53,9 @@ def analysis(image, pack="antelopev2"):
     return InfuseFaceAnalysis.execute(image, pack, 640, "largest", 0, 224).args[0]
 
 
+@functools.lru_cache(maxsize=None)
 def load(name):
+    """The loader node's outputs for a file, once per file (as ComfyUI caches a loader node's outputs)."""
     bundle, info = InfuseLoadPuLID.execute(name, "EVA02_CLIP_L_336_psz14_s6B.pt", "parsing_bisenet.pth").args
     return bundle, info
 
