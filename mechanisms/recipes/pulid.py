@@ -68,19 +68,22 @@ def _faces(face_embeds, image):
 def pulid_tokens(pulid: PulidModel, id_cond: torch.Tensor, hidden: list[torch.Tensor], combine: str):
     """(cond, uncond) ID tokens [1, T, 2048]. Several faces: their tokens averaged (mean, as the ComfyUI ports), or
     the reference's several-image input (concat: IDEncoder's tokens side by side; IDFormer reads them together).
-    Uncond: the encoder on zero inputs, as the reference."""
+    Uncond: the encoder on zero inputs, as the reference (IDFormer: one zero face, as v1.1; IDEncoder with concat:
+    one zero face per face, so cond and uncond have as many tokens)."""
     if combine not in COMBINE:
         raise InfuseError(f"combine must be one of {COMBINE}, got '{combine}'.", "pick mean or concat.",
                           input_name="combine")
     encoder = pulid.encoder.float()
     n = id_cond.shape[0]
+    zero_cond, zero_hidden = torch.zeros_like(id_cond[:1]), [torch.zeros_like(h[:1]) for h in hidden]
+    uncond = encoder(zero_cond, zero_hidden)
     if combine == "mean" or n == 1:
         cond = encoder(id_cond, hidden).mean(0, keepdim=True)
     elif hasattr(encoder, "queries"):                            # IDFormer: [1, n, 1280], hidden tokens side by side
         cond = encoder(id_cond[None], [h.reshape(1, -1, h.shape[-1]) for h in hidden])
     else:
         cond = encoder(id_cond, hidden).reshape(1, -1, encoder.context_dim)
-    uncond = encoder(torch.zeros_like(id_cond[:1]), [torch.zeros_like(h[:1]) for h in hidden])
+        uncond = uncond.repeat(1, n, 1)
     return cond, uncond
 
 

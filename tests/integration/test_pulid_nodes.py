@@ -108,3 +108,14 @@ def test_bad_input_is_named(env, case, input_name, text):
     with pytest.raises(InfuseError) as e:
         apply(env, model, file, **kw)
     assert str(e.value).startswith(f"Infuse PuLID, input '{input_name}': ") and text in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("file,base", [("pulid_v1.bin", "sdxl"), ("pulid_flux_v0.9.1.safetensors", "flux")])
+def test_several_faces_mean_and_concat(env, tiny, file, base):
+    two = torch.cat([env["face"], env["face"].flip(2)])
+    faces = analysis(two)
+    model, flux = env[base], base == "flux"
+    one = sample(tiny, apply(env, model, file), flux)
+    mean = sample(tiny, apply(env, model, file, face_embeds=faces, image=two), flux)
+    concat = sample(tiny, apply(env, model, file, face_embeds=faces, image=two, combine="concat"), flux)
+    assert not torch.equal(mean, one) and not torch.equal(concat, mean)
