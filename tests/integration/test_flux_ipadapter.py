@@ -98,3 +98,26 @@ def ref_projection(sd, pooled_embeds):
     x = torch.nn.functional.linear(torch.nn.functional.gelu(x), sd["proj.2.weight"], sd["proj.2.bias"])
     x = x.reshape(-1, x.shape[-1] // ff.TOKEN_DIM, ff.TOKEN_DIM)
     return torch.nn.functional.layer_norm(x, (ff.TOKEN_DIM,), sd["norm.weight"], sd["norm.bias"], eps=1e-5)
+
+
+def test_a_foreign_block_patch_gets_the_block_args_comfyui_gives(files, flux):
+    """XLabs reads each block's query; under another pack's "dit" patch it projects it rather than hand that patch
+    an attention override, and the result is the same."""
+    from comfyui_infuse.mechanisms.patching.surfaces import dit
+
+    seen = []
+
+    def foreign(args, extra):
+        seen.append("optimized_attention_override" in (args.get("transformer_options") or {}))
+        return extra["original_block"](args)
+
+    adapter = load_ipadapter(str(files / "flux-ip-adapter-v2.safetensors"))
+    cond, uncond = flux_image_tokens(adapter, pooled(1, ff.CLIP_L_POOLED))
+    under, alone = flux.clone(), flux.clone()
+    for site in dit.block_sites(under):
+        under.set_model_patch_replace(foreign, "dit", site.kind, site.index)
+    apply_flux_ipadapter(under, adapter, cond, uncond, weight=0.7)
+    apply_flux_ipadapter(alone, adapter, cond, uncond, weight=0.7)
+    inputs = df.inputs(9)
+    torch.testing.assert_close(df.comfy_forward(under, **inputs), df.comfy_forward(alone, **inputs), atol=1e-5, rtol=0)
+    assert seen and not any(seen)

@@ -180,7 +180,9 @@ class BlockDispatcher:
             rows = None if len(picked) == len(cond_or_uncond) else rows_of(picked, chunk, args["img"].device)
             calls.append((c, weight, rows, BlockCall(state, rows, tuple(cond_or_uncond[i] for i in picked), chunk)))
         inside = [x for x in calls if x[0].acts_in_attention]
-        if inside or any(c.reads_query for c, *_ in calls):
+        # a foreign base gets the override only where a contribution must act inside the attention; a query read
+        # under a foreign base is projected instead, so that patch sees the block args ComfyUI would give it
+        if inside or (self.base is None and any(c.reads_query for c, *_ in calls)):
             args = with_block_attention(args, state, inside, n_txt if kind == "single_block" else 0)
         out = self._run_base(args, extra)
         after = [x for x in calls if not x[0].acts_in_attention]
