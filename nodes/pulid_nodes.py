@@ -64,20 +64,24 @@ class InfusePuLID(InfuseNode):
                                        "Flux: 1). 0 = off."),
                 *schedule_inputs("PuLID"),
                 io.Combo.Input("method", options=list(METHODS), default="fidelity",
-                               tooltip="SDXL only (Flux ignores it): fidelity = 8 zero tokens + ortho_v2 (closest "
-                                       "likeness); style = 16 zero tokens + ortho (follows the prompt's style more); "
+                               tooltip="SDXL only (Flux ignores it), as the reference apps: fidelity = ortho_v2 "
+                                       "with 8 zero tokens (v1) / 20 (v1.1), the closest likeness; style = ortho "
+                                       "with 16 (v1) / 20 (v1.1) zero tokens, follows the prompt's style more; "
                                        "neutral = plain addition."),
                 io.Combo.Input("combine", options=list(COMBINE), default="mean",
                                tooltip="Several face photos: mean = their ID tokens averaged; concat = read "
                                        "together, as PuLID's own several-image input."),
                 io.Mask.Input("attn_mask", optional=True, tooltip=MASK_TOOLTIP.format(subject="the identity")),
+                io.Int.Input("zero_tokens", default=-1, min=-1, max=80, optional=True,
+                             tooltip="SDXL only: zero tokens added to the ID tokens in attention (the v1.1 app's "
+                                     "num_zero slider, 0 to 80); -1 = the method's."),
             ],
             outputs=[io.Model.Output("model_out", display_name="model", tooltip=patched_model_tooltip("PuLID"))],
         )
 
     @classmethod
     def execute(cls, model, pulid, face_embeds, image, weight, start_percent, end_percent, method, combine,
-                attn_mask=None) -> io.NodeOutput:
+                attn_mask=None, zero_tokens=-1) -> io.NodeOutput:
         patched = pulid_on_model(model, pulid, face_embeds, image, weight, start_percent, end_percent, method,
-                                 combine, attn_mask)
+                                 combine, attn_mask, zero_tokens=zero_tokens)
         return io.NodeOutput(patched, ui=with_note(None, no_face_note(face_embeds, "PuLID")))

@@ -88,13 +88,37 @@ class IDFormer(nn.Module):
         return latents[:, :self.queries] @ self.proj_out
 
 
+KINDS = {   # encoder class -> (the PuLID files it is in, key prefixes only it has)
+    "IDEncoder": ("PuLID SDXL v1", ("body.", "mapping_patch_")),
+    "IDFormer": ("PuLID SDXL v1.1 / Flux", ("latents", "proj_out", "id_embedding_mapping.", "layers.")),
+}
+
+
+def _kinds_in(sd: dict) -> list[str]:
+    return [kind for kind, (_, marks) in KINDS.items() if any(k.startswith(marks) for k in sd)]
+
+
 def encoder_from_state_dict(sd: dict) -> tuple[str, nn.Module]:
-    """("IDEncoder" | "IDFormer", module) for an encoder state dict (prefix removed), loaded strictly."""
-    if "latents" in sd and "id_embedding_mapping.0.weight" in sd:
-        kind, module = "IDFormer", IDFormer.from_state_dict(sd)
-    elif "body.0.weight" in sd and "mapping_patch_0.0.weight" in sd:
-        kind, module = "IDEncoder", IDEncoder.from_state_dict(sd)
-    else:
-        raise ValueError(f"unknown PuLID encoder layout (keys: {sorted(sd)[:6]}...)")
+    """("IDEncoder" | "IDFormer", module) for an encoder state dict (prefix removed), loaded strictly. A ValueError
+    says which encoder the keys are of and what they lack, or that they mix both (a v1 file converted as v1.1, or the
+    reverse)."""
+    kinds = _kinds_in(sd)
+    if len(kinds) != 1:
+        if not kinds:
+            raise ValueError(f"no PuLID ID encoder keys (keys: {sorted(sd)[:6]}...)")
+        raise ValueError("its ID encoder mixes v1 keys (IDEncoder: body, mapping_patch_*) with v1.1 / Flux keys "
+                         "(IDFormer: latents, proj_out, layers, id_embedding_mapping)")
+    kind = kinds[0]
+    cls = IDFormer if kind == "IDFormer" else IDEncoder
+    try:
+        module = cls.from_state_dict(sd)
+    except (KeyError, IndexError) as e:
+        raise ValueError(f"its ID encoder is an {kind} ({KINDS[kind][0]}) that lacks {e}") from None
+    missing = sorted(set(module.state_dict()) - set(sd))
+    unexpected = sorted(set(sd) - set(module.state_dict()))
+    if missing or unexpected:
+        lacks = f"lacks {len(missing)} keys ({', '.join(missing[:3])}...)" if missing else ""
+        extra = f"has {len(unexpected)} keys it does not use ({', '.join(unexpected[:3])}...)" if unexpected else ""
+        raise ValueError(f"its ID encoder is an {kind} ({KINDS[kind][0]}) that {' and '.join(filter(None, (lacks, extra)))}")
     module.load_state_dict(sd, strict=True)
     return kind, module.eval().requires_grad_(False)

@@ -31,7 +31,8 @@ def _under(data: dict, prefix: str) -> dict:
 
 
 def is_pulid_encoder(sd: dict) -> bool:
-    return "mapping_0.0.weight" in sd and ("body.0.weight" in sd or "id_embedding_mapping.0.weight" in sd)
+    """PuLID's encoders (both versions) have mapping_{0..4}; IP-Adapter projections never do."""
+    return any(k.startswith(("mapping_", "body.", "id_embedding_mapping.")) for k in sd)
 
 
 def parse_pulid(data: dict, name: str, input_name: str = "pulid_file") -> PulidModel:
@@ -41,7 +42,7 @@ def parse_pulid(data: dict, name: str, input_name: str = "pulid_file") -> PulidM
 
     flux = _under(data, "pulid_encoder.")
     if flux:
-        kind, encoder = _encoder(flux, name, bad)
+        kind, encoder = _encoder(flux, name, input_name, bad)
         ca = _under(data, "pulid_ca.")
         numbers = sorted({int(k.split(".")[0]) for k in ca})
         if not numbers or numbers != list(range(len(numbers))):
@@ -53,7 +54,7 @@ def parse_pulid(data: dict, name: str, input_name: str = "pulid_file") -> PulidM
         enc_sd = _under(data, prefix)
         if not enc_sd or not is_pulid_encoder(enc_sd):
             continue
-        kind, encoder = _encoder(enc_sd, name, bad)
+        kind, encoder = _encoder(enc_sd, name, input_name, bad)
         parts: dict[int, dict] = {}
         for k, v in _under(data, layers_prefix).items():
             if m := pattern.fullmatch(k):
@@ -67,10 +68,15 @@ def parse_pulid(data: dict, name: str, input_name: str = "pulid_file") -> PulidM
     raise bad("is not a PuLID file (no id_adapter / pulid_encoder / PuLID image_proj weights)")
 
 
-def _encoder(sd: dict, name: str, bad):
+def _encoder(sd: dict, name: str, input_name: str, bad):
     try:
         return encoder_from_state_dict(sd)
-    except (KeyError, ValueError, RuntimeError, IndexError) as e:
+    except ValueError as e:
+        raise InfuseError(f"'{name}' is not a complete PuLID file: {e}.",
+                          "use the file as published, unconverted (guozinan/PuLID: pulid_v1.bin, "
+                          "pulid_v1.1.safetensors, pulid_flux_v0.9.1.safetensors); a converted or merged copy must "
+                          "keep every key of one version.", input_name=input_name) from None
+    except RuntimeError as e:
         raise bad(f"has an ID encoder this pack does not know ({str(e).splitlines()[0]})") from e
 
 

@@ -15,7 +15,11 @@ from ..decoupled_attention.pulid_model import PulidModel
 from ..patching.surfaces.dit import is_flux
 from ..patching.surfaces.unet import comfy_model_type, unet_target
 
-METHODS = {"fidelity": (8, "ortho_v2"), "style": (16, "ortho"), "neutral": (0, "none")}   # the v1 app's modes
+# method -> version -> (zero tokens, projection): v1 as the v1 app's modes; v1.1 as its app (20 zero tokens by
+# default, ortho v2; its hidden ortho choice 'v1' for style)
+METHODS = {"fidelity": {"v1": (8, "ortho_v2"), "v1.1": (20, "ortho_v2")},
+           "style": {"v1": (16, "ortho"), "v1.1": (20, "ortho")},
+           "neutral": {"v1": (0, "none"), "v1.1": (0, "none")}}
 COMBINE = ("mean", "concat")
 ARCFACE_PACK = "antelopev2"
 
@@ -110,7 +114,7 @@ def pulid_on_model(model, bundle: PulidBundle, face_embeds, image, weight, start
     if target is None:
         apply_pulid_flux(patched, pulid.ca_layers, cond, uncond, f"'{pulid.name}'", **schedule)
     else:
-        num_zero, auto_projection = METHODS[method]
+        num_zero, auto_projection = METHODS[method][pulid.version]
         apply_pulid_sdxl(patched, pulid.kv, cond, uncond, f"'{pulid.name}'",
                          num_zero=num_zero if zero_tokens < 0 else zero_tokens,
                          projection=auto_projection if projection == "auto" else projection, target=target, **schedule)

@@ -115,3 +115,30 @@ def test_flux_ca_layers_match_the_published_steps(files):
     ours = df.comfy_forward(patched, **inputs)
     assert (ours - df.comfy_forward(flux, **inputs)).abs().max() > 1e-2
     torch.testing.assert_close(ours, df.comfy_forward(reference, **inputs), atol=1e-4, rtol=0)
+
+
+def _v1_converted_as_v1_1(encoders):           # a v1 IDEncoder with the v1.1 mapping layout: no mapping_patch_*
+    return {k: v for k, v in encoders["v1"].items() if not k.startswith("mapping_patch_")}
+
+
+def _v1_1_converted_as_v1(encoders):           # a v1.1 IDFormer that lost what v1 does not have
+    return {k: v for k, v in encoders["v1.1"].items() if not k.startswith(("latents", "proj_out"))}
+
+
+@pytest.mark.parametrize("encoder,says", [
+    (_v1_converted_as_v1_1, "is an IDEncoder (PuLID SDXL v1) that lacks 50 keys (mapping_patch_0.0.bias"),
+    (_v1_1_converted_as_v1, "is an IDFormer (PuLID SDXL v1.1 / Flux) that lacks 'latents'"),
+    (lambda e: e["v1"] | {"latents": e["v1.1"]["latents"]}, "mixes v1 keys (IDEncoder"),
+])
+def test_a_file_of_one_version_laid_out_as_the_other_is_named(files, encoders, tmp_path, encoder, says):
+    from safetensors.torch import save_file
+
+    from comfyui_infuse.core.errors import InfuseError
+
+    path = tmp_path / "pulid_v1.1.safetensors"
+    save_file({f"id_adapter.{k}": v.contiguous() for k, v in encoder(encoders).items()} | files[1], str(path))
+    with pytest.raises(InfuseError) as e:
+        load_pulid(str(path))
+    message = str(e.value)
+    assert message.startswith("input 'pulid_file': 'pulid_v1.1.safetensors' is not a complete PuLID file: ")
+    assert says in message and "use the file as published" in message, message

@@ -41,6 +41,8 @@ def env(tmp_path_factory, tiny):
     sites = [s.inner_dim for s in model_sites(tiny.build_model("tiny_sdxl"))]
     torch.save(flat("id_adapter", pulid_files.id_encoder(**widths)) | pulid_files.sdxl_layers(sites),
                root / "pulid" / "pulid_v1.bin")
+    save_file(flat("id_adapter", pulid_files.id_former(**widths)) | pulid_files.sdxl_layers(sites),
+              str(root / "pulid" / "pulid_v1.1.safetensors"))
     save_file(flat("pulid_encoder", pulid_files.id_former(**widths)) |
               pulid_files.flux_ca(2, tiny_flux.TINY_FLUX_UNET["hidden_size"]),
               str(root / "pulid" / "pulid_flux_v0.9.1.safetensors"))
@@ -91,6 +93,14 @@ def test_weight_acts_weight_zero_and_outside_the_range_are_plain(env, tiny, file
 def test_sdxl_methods_differ(env, tiny):
     runs = [sample(tiny, apply(env, env["sdxl"], "pulid_v1.bin", method=m)) for m in ("fidelity", "style", "neutral")]
     assert not torch.equal(runs[0], runs[1]) and not torch.equal(runs[1], runs[2])
+
+
+def test_v1_1_methods_are_the_v1_1_apps_and_zero_tokens_overrides(env, tiny):
+    run = lambda **kw: sample(tiny, apply(env, env["sdxl"], "pulid_v1.1.safetensors", **kw))
+    fidelity = run()
+    assert torch.equal(fidelity, run(zero_tokens=20))           # the v1.1 app's default num_zero
+    assert not torch.equal(fidelity, run(zero_tokens=8))        # v1's fidelity count is not v1.1's
+    assert torch.equal(run(method="style"), run(method="style", zero_tokens=20))
 
 
 @pytest.mark.parametrize("case,input_name,text", [
