@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import weakref
 
 import torch
 
@@ -38,6 +39,21 @@ def safetensors_keys(path: str, input_name: str) -> list[str] | None:
             return list(f.keys())
     except Exception as e:  # truncated or corrupt headers raise several types
         raise _unreadable(os.path.basename(path), e, input_name) from e
+
+
+_SHARED: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+
+def shared_load(path: str, load):
+    """`load(path)`, or the object it gave for the same unchanged file while anything (ComfyUI's node cache) still
+    holds it: a loader node re-run for another of its inputs does not load a large encoder twice."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size, load.__module__, load.__qualname__)
+    found = _SHARED.get(key)
+    if found is None:
+        found = load(path)
+        _SHARED[key] = found
+    return found
 
 
 def load_weights(path: str, input_name: str) -> dict:

@@ -2,6 +2,7 @@
 import folder_paths
 from comfy_api.latest import io
 
+from ..core.files import shared_load
 from ..extractors.eva_clip import load_eva_clip
 from ..extractors.face_parsing import load_face_parser
 from ..mechanisms.loaders.pulid_file import load_pulid
@@ -39,8 +40,8 @@ class InfuseLoadPuLID(InfuseNode):
     @classmethod
     def execute(cls, pulid_file, eva_clip, face_parser) -> io.NodeOutput:
         bundle = PulidBundle(load_pulid(find_model_file("pulid", pulid_file, "pulid_file")),
-                             load_eva_clip(find_model_file("clip_vision", eva_clip, "eva_clip")),
-                             load_face_parser(find_model_file("facexlib", face_parser, "face_parser")))
+                             shared_load(find_model_file("clip_vision", eva_clip, "eva_clip"), load_eva_clip),
+                             shared_load(find_model_file("facexlib", face_parser, "face_parser"), load_face_parser))
         return io.NodeOutput(bundle, bundle.describe())
 
 

@@ -15,8 +15,19 @@ def write_png(path, array=None, seed=0, size=(96, 64)):
     Image.fromarray(array).save(path)
 
 
+# e2e modules -> the large file families they use; a run of other e2e modules only (the face tests again under
+# insightface 0.7.3) does not write them. The editor and widget checks need every file the workflows name.
+FAMILY_USERS = {"flux": {"test_flux_workflows", "test_pulid_workflows", "test_editor", "test_workflow_widgets"},
+                "pulid": {"test_pulid_workflows", "test_editor", "test_workflow_widgets"}}
+
+
+def families_needed(session) -> set[str]:
+    modules = {item.module.__name__.rsplit(".", 1)[-1] for item in session.items}
+    return {family for family, users in FAMILY_USERS.items() if users & modules}
+
+
 @pytest.fixture(scope="session")
-def model_dirs(tmp_path_factory):
+def model_dirs(tmp_path_factory, request):
     """Temporary model folders with random-weight files in the real layouts. The shipped workflows' example
     file names are used for them, so the workflows run as shipped (only image sizes and steps shrink; the Flux
     workflows' text encoders are placeholders, replaced in the runs: see write_flux_files)."""
@@ -25,7 +36,8 @@ def model_dirs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("models")
     dirs = {name: root / name for name in ("checkpoints", "ipadapter", "instantid", "insightface", "clip_vision",
-                                           "controlnet", "diffusion_models", "vae", "text_encoders", "style_models")}
+                                           "controlnet", "diffusion_models", "vae", "text_encoders", "style_models",
+                                           "pulid", "facexlib")}
     for d in dirs.values():
         d.mkdir()
     ckpt = dirs["checkpoints"]
@@ -62,7 +74,11 @@ def model_dirs(tmp_path_factory):
     tiny_models.write_controlnet(dirs["controlnet"] / "instantid" / "diffusion_pytorch_model.safetensors", "tiny_sdxl")
     face_models.write_pack(dirs["insightface"], "antelopev2")
     tryon_files.write_release(dirs["diffusion_models"] / "IDM-VTON", seed=0, dtype=torch.float16)
-    write_flux_files(dirs)
+    families = families_needed(request.session)
+    if "flux" in families:
+        write_flux_files(dirs)
+    if "pulid" in families:
+        write_pulid_files(dirs)
     return dirs
 
 
@@ -84,6 +100,31 @@ def write_flux_files(dirs: dict) -> None:
     flux_adapter_files.write_xlabs(dirs["ipadapter"] / "flux-ip-adapter-v2.safetensors",
                                    flux_adapter_files.xlabs(block_width=3072, n_double=1, tokens=16,
                                                             dtype=torch.float16))
+
+
+def write_pulid_files(dirs: dict) -> None:
+    """The shipped PuLID workflows' files: PuLID SDXL v1.1 and v1 for the tiny SDXL's cross-attentions (the ID
+    encoders at their real sizes), PuLID-Flux v0.9.1 with the 2 CA layers the 1 + 1-block Flux has (after double
+    block 0 and single block 0) at Flux's real width, EVA02-CLIP-L-14-336 at its real size in EVA-CLIP's own checkpoint
+    layout (fp16 .pt, ~600 MB), and facexlib's BiSeNet."""
+    from safetensors.torch import save_file
+
+    from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
+    from support import eva_files, face_parsing_files, pulid_files, tiny_models
+
+    def flat(prefix, sd, dtype):
+        return {f"{prefix}{k}": v.to(dtype).contiguous() for k, v in sd.items()}
+
+    widths = [s.inner_dim for s in model_sites(tiny_models.build_model("tiny_sdxl"))]
+    layers = flat("", pulid_files.sdxl_layers(widths), torch.float16)
+    save_file(flat("id_adapter.", pulid_files.id_former(seed=1), torch.float16) | layers,
+              str(dirs["pulid"] / "pulid_v1.1.safetensors"))
+    torch.save(flat("id_adapter.", pulid_files.id_encoder(seed=0), torch.float32) | layers, dirs["pulid"] / "pulid_v1.bin")
+    save_file(flat("pulid_encoder.", pulid_files.id_former(seed=2), torch.bfloat16) |
+              flat("", pulid_files.flux_ca(2, 3072), torch.bfloat16),
+              str(dirs["pulid"] / "pulid_flux_v0.9.1.safetensors"))
+    eva_files.write_eva02_l_336(dirs["clip_vision"] / "EVA02_CLIP_L_336_psz14_s6B.pt")
+    face_parsing_files.write_bisenet(dirs["facexlib"] / "parsing_bisenet.pth")
 
 
 @pytest.fixture(scope="session")

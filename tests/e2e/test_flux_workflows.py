@@ -14,7 +14,7 @@ import json
 import pytest
 
 from support.comfy_env import PACK_ROOT
-from support.server import execution_error
+from support.server import assert_named_fault, execution_error
 from support.workflow_edits import edit
 from test_server import shipped_workflow
 
@@ -125,8 +125,4 @@ FLUX_FAULTS = {   # id -> (workflow, node the message names, input, what it says
 @pytest.mark.parametrize("fault", sorted(FLUX_FAULTS))
 def test_flux_faults_name_node_input_and_fix(server, flux_fault_files, fault):
     workflow, node, input_name, says = FLUX_FAULTS[fault]
-    error = execution_error(server.run(workflow(), timeout=300))
-    assert error is not None and error["exception_type"].endswith("InfuseError"), error
-    message = error["exception_message"]
-    assert message.startswith(f"{node}, input '{input_name}': ") and says in message and " Fix: " in message, message
-    assert server.alive()
+    assert_named_fault(server, workflow(), node, input_name, says)

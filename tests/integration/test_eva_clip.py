@@ -6,33 +6,13 @@ import pytest
 import torch
 
 from comfyui_infuse.core.errors import InfuseError
-from comfyui_infuse.extractors.eva_clip import HIDDEN_LAYERS, TIMM_ARCH, load_eva_clip
-from support.tiny_models import randomize
-
-EVA_NAMES = (("attn.q_proj.bias", "attn.q_bias"), ("attn.v_proj.bias", "attn.v_bias"), ("attn.norm.", "attn.inner_attn_ln."),
-             ("mlp.fc1_g.", "mlp.w1."), ("mlp.fc1_x.", "mlp.w2."), ("mlp.norm.", "mlp.ffn_ln."), ("mlp.fc2.", "mlp.w3."))
-
-
-def eva_layout(model) -> dict:
-    sd = {}
-    for key, value in model.state_dict().items():
-        for timm_name, eva_name in EVA_NAMES:
-            key = key.replace(timm_name, eva_name)
-        sd[f"visual.{key}"] = value
-    sd |= {f"visual.blocks.{i}.attn.rope.freqs_cos": torch.zeros(576, 64) for i in range(2)}
-    sd |= {"visual.rope.freqs_cos": torch.zeros(576, 64), "text.positional_embedding": torch.zeros(77, 8),
-           "logit_scale": torch.tensor(4.6)}
-    return sd
+from comfyui_infuse.extractors.eva_clip import HIDDEN_LAYERS, load_eva_clip
+from support.eva_files import eva_layout, eva_model
 
 
 @pytest.fixture(scope="module")
 def source():
-    import timm
-
-    model = timm.create_model(TIMM_ARCH, pretrained=False, num_classes=768, global_pool="token", depth=20,
-                              embed_dim=64, num_heads=1).eval()
-    randomize(model, 3)
-    return model
+    return eva_model(seed=3, depth=20, width=64)
 
 
 def test_eva_clip_file_gives_the_source_networks_outputs(source, tmp_path):

@@ -9,32 +9,25 @@ import torch
 from safetensors.torch import save_file
 
 from comfyui_infuse.core.errors import InfuseError
-from comfyui_infuse.extractors.eva_clip import TIMM_ARCH
 from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from comfyui_infuse.nodes.face_nodes import InfuseFaceAnalysis
 from comfyui_infuse.nodes.pulid_nodes import InfuseLoadPuLID, InfusePuLID
-from support import face_models, face_parsing_files, pulid_files, tiny_flux
-from support.tiny_models import randomize
+from support import eva_files, face_models, face_parsing_files, pulid_files, tiny_flux
 
-from test_eva_clip import eva_layout
 
 EVA_WIDTH, EVA_EMBED = 64, 32                     # a small EVA02 tower (real: 1024 / 768)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, tiny):
-    import timm
-
     root = tmp_path_factory.mktemp("pulid_models")
     for folder in ("pulid", "clip_vision", "facexlib", "insightface"):
         (root / folder).mkdir()
         folder_paths.add_model_folder_path(folder, str(root / folder))
     face_models.write_pack(root / "insightface", "antelopev2")
     face_models.write_pack(root / "insightface", "buffalo_l")
-    eva = timm.create_model(TIMM_ARCH, pretrained=False, num_classes=EVA_EMBED, global_pool="token", depth=20,
-                            embed_dim=EVA_WIDTH, num_heads=1)
-    randomize(eva, 2)
-    torch.save({"model": eva_layout(eva)}, root / "clip_vision" / "EVA02_CLIP_L_336_psz14_s6B.pt")
+    eva_files.write_eva02_l_336(root / "clip_vision" / "EVA02_CLIP_L_336_psz14_s6B.pt", seed=2, dtype=torch.float32,
+                                depth=20, width=EVA_WIDTH, embed=EVA_EMBED)
     face_parsing_files.write_bisenet(root / "facexlib" / "parsing_bisenet.pth")
     widths = dict(id_cond=512 + EVA_EMBED, vit_width=EVA_WIDTH)
     flat = lambda prefix, sd: {f"{prefix}.{k}": v.contiguous() for k, v in sd.items()}
@@ -78,6 +71,11 @@ def sample(tiny, model, flux=False):
                                        ("pulid_flux_v0.9.1.safetensors", "PuLID Flux (IDFormer, 32 ID tokens, 2 ID")])
 def test_loader_says_what_it_found(env, file, info):
     assert load(file)[1].startswith(info)
+
+
+def test_the_encoders_are_loaded_once_while_a_loaded_bundle_holds_them(env):
+    v1, flux = load("pulid_v1.bin")[0], load("pulid_flux_v0.9.1.safetensors")[0]
+    assert v1.eva is flux.eva and v1.parser is flux.parser and v1.model is not flux.model
 
 
 @pytest.mark.parametrize("file,base", [("pulid_v1.bin", "sdxl"), ("pulid_flux_v0.9.1.safetensors", "flux")])

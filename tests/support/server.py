@@ -151,5 +151,15 @@ def execution_error(entry: dict) -> dict | None:
     return None
 
 
+def assert_named_fault(server: ComfyServer, workflow: dict, node: str, input_name: str, says: str) -> None:
+    """The workflow fails with an InfuseError that starts with the node's name and the input, says `says` and the
+    fix, and the server goes on."""
+    error = execution_error(server.run(workflow, timeout=300))
+    assert error is not None and error["exception_type"].endswith("InfuseError"), error
+    message = error["exception_message"]
+    assert message.startswith(f"{node}, input '{input_name}': ") and says in message and " Fix: " in message, message
+    assert server.alive()
+
+
 def cleanup(workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
