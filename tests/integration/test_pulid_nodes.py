@@ -12,7 +12,8 @@ from comfyui_infuse.core.errors import InfuseError
 from comfyui_infuse.mechanisms.patching.surfaces.unet import model_sites
 from comfyui_infuse.nodes.face_nodes import InfuseFaceAnalysis
 from comfyui_infuse.nodes.pulid_nodes import InfuseLoadPuLID, InfusePuLID
-from support import eva_files, face_models, face_parsing_files, pulid_files, tiny_flux
+from support import eva_files, face_models, face_parsing_files, flux_adapter_files, ipadapter_files, pulid_files, \
+    tiny_flux
 
 
 EVA_WIDTH, EVA_EMBED = 64, 32                     # a small EVA02 tower (real: 1024 / 768)
@@ -39,6 +40,15 @@ def env(tmp_path_factory, tiny):
     save_file(flat("pulid_encoder", pulid_files.id_former(**widths)) |
               pulid_files.flux_ca(2, tiny_flux.TINY_FLUX_UNET["hidden_size"]),
               str(root / "pulid" / "pulid_flux_v0.9.1.safetensors"))
+    (root / "ipadapter").mkdir()                    # an IP-Adapter to stack with, on each base
+    folder_paths.add_model_folder_path("ipadapter", str(root / "ipadapter"))
+    ctx = tiny.MODELS["tiny_sdxl"][1]["context_dim"]
+    ipadapter_files.write(root / "ipadapter" / "pulid_test_ip-adapter_sdxl.bin",
+                          ipadapter_files.image_proj("linear", cross=ctx, clip_pooled=24),
+                          ipadapter_files.ip_layers(sites, ctx, seed=8))
+    flux_adapter_files.write_xlabs(root / "ipadapter" / "pulid_test_flux-ip-adapter.safetensors",
+                                   flux_adapter_files.xlabs(tiny_flux.TINY_FLUX_UNET["hidden_size"],
+                                                            tiny_flux.TINY_FLUX_UNET["depth"], tokens=4))
     face = torch.from_numpy(face_models.face_image([(6, 7)], 640, 640)).float()[None] / 255
     return dict(face=face, faces=analysis(face), sdxl=tiny.build_model("tiny_sdxl", seed=3),
                 flux=tiny_flux.build_model(seed=1))
@@ -127,3 +137,32 @@ def test_several_faces_mean_and_concat(env, tiny, file, base):
     mean = sample(tiny, apply(env, model, file, face_embeds=faces, image=two), flux)
     concat = sample(tiny, apply(env, model, file, face_embeds=faces, image=two, combine="concat"), flux)
     assert not torch.equal(mean, one) and not torch.equal(concat, mean)
+
+
+def with_ipadapter(model, base, weight=0.7):
+    """An IP-Adapter on `model` (SDXL: a linear adapter; Flux: XLabs), fed seeded image embeds."""
+    from comfyui_infuse.core.records import ImageEmbeds
+    from comfyui_infuse.nodes.ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader
+
+    from test_ipadapter_nodes import DEFAULTS
+
+    name, width = {"sdxl": ("pulid_test_ip-adapter_sdxl.bin", 24),
+                   "flux": ("pulid_test_flux-ip-adapter.safetensors", flux_adapter_files.CLIP_L_POOLED)}[base]
+    g = torch.Generator().manual_seed(4)
+    embeds = ImageEmbeds("test", torch.randn(1, width, generator=g), torch.zeros(1, 1, 1), torch.zeros(1, 1, 1))
+    adapter = InfuseIPAdapterLoader.execute(name).result[0]
+    return InfuseIPAdapter.execute(**(DEFAULTS | dict(model=model, ipadapter=adapter, image_embeds=embeds, image=None,
+                                                       clip_vision=None, weight=weight))).result[0]
+
+
+@pytest.mark.parametrize("file,base", [("pulid_v1.bin", "sdxl"), ("pulid_flux_v0.9.1.safetensors", "flux")])
+def test_pulid_stacks_with_an_ip_adapter_and_each_zero_weight_leaves_the_other(env, tiny, file, base):
+    model, flux = env[base], base == "flux"
+    plain = sample(tiny, model, flux)
+    both = sample(tiny, with_ipadapter(apply(env, model, file), base), flux)
+    only_pulid = sample(tiny, apply(env, model, file), flux)
+    only_ipadapter = sample(tiny, with_ipadapter(model, base), flux)
+    assert len({t.numpy().tobytes() for t in (plain, both, only_pulid, only_ipadapter)}) == 4
+    assert torch.equal(sample(tiny, with_ipadapter(apply(env, model, file, weight=0.0), base), flux), only_ipadapter)
+    assert torch.equal(sample(tiny, with_ipadapter(apply(env, model, file), base, weight=0.0), flux), only_pulid)
+    assert torch.equal(sample(tiny, model, flux), plain)
