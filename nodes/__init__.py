@@ -9,6 +9,7 @@ from .inspect_model import InfuseAttentionSites
 from .instantid_nodes import InfuseIdentityNet, InfuseInstantID, InfuseInstantIDAdapter, InfuseLoadInstantID
 from .ipadapter_nodes import InfuseIPAdapter, InfuseIPAdapterLoader, InfuseIPAdapterSimple
 from .redux_nodes import InfuseRedux
+from .photomaker_nodes import InfuseLoadPhotoMaker, InfusePhotoMaker
 from .pulid_nodes import InfuseLoadPuLID, InfusePuLID
 from .reference_nodes import InfuseReferenceOnly
 from .tryon_nodes import InfuseLoadIDMVTON, InfuseTryOn, InfuseTryOnMask
@@ -39,6 +40,8 @@ NODES: list[type[io.ComfyNode]] = [
     InfuseFaceSimilarity,
     InfuseLoadPuLID,
     InfusePuLID,
+    InfuseLoadPhotoMaker,
+    InfusePhotoMaker,
 ]
 
 

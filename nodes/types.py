@@ -7,3 +7,4 @@ ImageEmbedsType = io.Custom("IMAGE_EMBEDS")          # extractors.features.Image
 FaceEmbedsType = io.Custom("FACE_EMBEDS")            # extractors.features.FaceEmbeds
 GarmentUNetType = io.Custom("INFUSE_GARMENT_UNET")   # ModelPatcher of IDM-VTON's garment UNet
 PulidType = io.Custom("INFUSE_PULID")               # mechanisms.recipes.pulid.PulidBundle
+PhotoMakerType = io.Custom("INFUSE_PHOTOMAKER")     # mechanisms.loaders.photomaker_file.PhotoMakerModel

@@ -52,8 +52,9 @@ class PerceiverAttention(nn.Module):
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 
-def _perceiver_layers(dim: int, depth: int, heads: int) -> nn.ModuleList:
-    return nn.ModuleList([nn.ModuleList([PerceiverAttention(dim, heads), feed_forward(dim)]) for _ in range(depth)])
+def _perceiver_layers(dim: int, depth: int, heads: int, dim_head: int = DIM_HEAD) -> nn.ModuleList:
+    return nn.ModuleList([nn.ModuleList([PerceiverAttention(dim, heads, dim_head), feed_forward(dim)])
+                          for _ in range(depth)])
 
 
 def _run_layers(layers: nn.ModuleList, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
@@ -121,12 +122,12 @@ class FaceIDProjection(nn.Module):
 class FacePerceiverResampler(nn.Module):
     """The resampler of FaceID-Plus: face tokens are the latents, CLIP hidden states the features."""
 
-    def __init__(self, in_dim: int, dim: int, out_dim: int, depth: int, heads: int):
+    def __init__(self, in_dim: int, dim: int, out_dim: int, depth: int, heads: int, dim_head: int = DIM_HEAD):
         super().__init__()
         self.proj_in = nn.Linear(in_dim, dim)
         self.proj_out = nn.Linear(dim, out_dim)
         self.norm_out = nn.LayerNorm(out_dim)
-        self.layers = _perceiver_layers(dim, depth, heads)
+        self.layers = _perceiver_layers(dim, depth, heads, dim_head)
 
     def forward(self, latents: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         latents = _run_layers(self.layers, self.proj_in(hidden), latents)

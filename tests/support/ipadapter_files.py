@@ -92,12 +92,16 @@ def ip_layers(site_widths: list[int], cross: int, seed: int = 1, lora_rank: int 
 
 
 def write(path: Path, image_proj_sd: dict, ip_sd: dict) -> Path:
+    return write_parts(path, {"image_proj": image_proj_sd, "ip_adapter": ip_sd})
+
+
+def write_parts(path: Path, parts: dict[str, dict]) -> Path:
+    """A model file of named parts as the originals save them: `.bin` = torch.save of the nested dicts, in order;
+    `.safetensors` = one flat dict, each part's keys under `<part>.`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
-        flat = {f"image_proj.{k}": v.contiguous() for k, v in image_proj_sd.items()}
-        flat |= {f"ip_adapter.{k}": v.contiguous() for k, v in ip_sd.items()}
-        save_file(flat, str(path))
+        save_file({f"{part}.{k}": v.contiguous() for part, sd in parts.items() for k, v in sd.items()}, str(path))
     else:
-        torch.save({"image_proj": image_proj_sd, "ip_adapter": ip_sd}, str(path))
+        torch.save(parts, str(path))
     return path
