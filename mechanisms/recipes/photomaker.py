@@ -10,12 +10,12 @@ from ...extractors.clip_vision import as_rgb, preprocess
 from ..loaders.photomaker_file import PhotoMakerModel
 from ..patching.surfaces.unet import comfy_model_type, model_family
 from ..text_embedding.photomaker import photomaker_conditioning
-from ..text_embedding.token_replace import word_token
+from ..text_embedding.token_replace import expand_word
 
 CLIP_SIZE = 224
 
 
-def check_inputs(model, clip, photomaker: PhotoMakerModel, images, face_embeds, trigger_word: str):
+def check_inputs(model, clip, photomaker: PhotoMakerModel, images, face_embeds, text: str, trigger_word: str):
     try:
         family = model_family(model)
     except InfuseError:
@@ -23,7 +23,7 @@ def check_inputs(model, clip, photomaker: PhotoMakerModel, images, face_embeds, 
     if family != "sdxl":
         raise InfuseError(f"PhotoMaker is made for SDXL; the model is {comfy_model_type(model)}.",
                           "connect an SDXL checkpoint (its MODEL and CLIP).", input_name="model")
-    word_token(clip, trigger_word, "trigger_word")
+    expand_word(clip, clip.tokenize(text), trigger_word, copies=images.shape[0] * photomaker.encoder.tokens)
     if photomaker.version == "v1" and face_embeds is not None:
         raise InfuseError(f"'{photomaker.name}' is PhotoMaker v1, which takes no face embedding.",
                           "disconnect face_embeds, or load photomaker-v2.bin.", input_name="face_embeds")
@@ -64,7 +64,7 @@ def id_rows(photomaker: PhotoMakerModel, images: torch.Tensor, face_embeds=None)
 def photomaker_on(model, clip, photomaker: PhotoMakerModel, images, text: str, trigger_word: str, start_percent: float,
                   end_percent: float, lora_strength: float, face_embeds=None):
     """(model with the file's LoRA, positive CONDITIONING)."""
-    check_inputs(model, clip, photomaker, images, face_embeds, trigger_word)
+    check_inputs(model, clip, photomaker, images, face_embeds, text, trigger_word)
     check_percent_range(start_percent, end_percent)
     if _text_width(clip) != photomaker.encoder.embed:
         raise InfuseError(f"the CLIP gives {_text_width(clip)}-wide text embeddings; '{photomaker.name}' fuses "
