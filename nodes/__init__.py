@@ -12,6 +12,7 @@ from .redux_nodes import InfuseRedux
 from .photomaker_nodes import InfuseLoadPhotoMaker, InfusePhotoMaker
 from .pulid_nodes import InfuseLoadPuLID, InfusePuLID
 from .reference_nodes import InfuseReferenceOnly
+from .token_nodes import InfuseTokenReplace
 from .tryon_nodes import InfuseLoadIDMVTON, InfuseTryOn, InfuseTryOnMask
 
 NODES: list[type[io.ComfyNode]] = [
@@ -42,6 +43,7 @@ NODES: list[type[io.ComfyNode]] = [
     InfusePuLID,
     InfuseLoadPhotoMaker,
     InfusePhotoMaker,
+    InfuseTokenReplace,
 ]
 
 

@@ -8,7 +8,7 @@ import torch
 
 from ..patching.gate import ApplyTo
 from ..patching.surfaces.conditioning import ConditioningGate, gated
-from .token_replace import expand_word
+from .token_replace import expand_word, replace_rows
 
 
 @torch.no_grad()
@@ -21,8 +21,7 @@ def photomaker_conditioning(clip, text: str, trigger_word: str, fuse_module, id_
     text_only, _ = expand_word(clip, tokens, trigger_word, copies=1)
     cond, pooled = clip.encode_from_tokens(with_id, return_pooled=True)
     plain, plain_pooled = clip.encode_from_tokens(text_only, return_pooled=True)
-    fused = cond.clone()
-    fused[:, at.rows] = fuse_module(cond[:, at.rows].float(), id_rows.to(cond.device)[None]).to(cond.dtype)
+    fused = replace_rows(cond, at, id_rows, fuse_module)
     gate = ConditioningGate(1.0, start_percent, end_percent, ApplyTo.COND)
     positive, _ = gated([[plain, {"pooled_output": plain_pooled}]], [], gate,
                         lambda embeds, options, branch: (fused, {**options, "pooled_output": pooled}))

@@ -89,8 +89,8 @@ def test_v2_stacks_every_photo(tiny, env):
 
 
 @pytest.mark.parametrize("case,input_name,text", [
-    ("no_trigger", "text", "the prompt does not contain the trigger word 'img'"),
-    ("trigger_twice", "text", "contains 2 times the trigger word 'img'"),
+    ("no_trigger", "text", "the prompt does not contain the word 'img'"),
+    ("trigger_twice", "text", "contains 2 times the word 'img'"),
     ("trigger_first", "text", "does not follow a word"),
     ("several_token_trigger", "trigger_word", "'photomaker' is 2 tokens in CLIP's vocabulary (photom, aker)"),
     ("more_photos_than_faces", "face_embeds", "no face was found in reference image(s) 3"),
