@@ -16,9 +16,11 @@ def write_png(path, array=None, seed=0, size=(96, 64)):
 
 
 # e2e modules -> the large file families they use; a run of other e2e modules only (the face tests again under
-# insightface 0.7.3) does not write them. The editor and widget checks need every file the workflows name.
-FAMILY_USERS = {"flux": {"test_flux_workflows", "test_pulid_workflows", "test_editor", "test_workflow_widgets"},
-                "pulid": {"test_pulid_workflows", "test_editor", "test_workflow_widgets"}}
+# insightface 0.7.3) does not write them. The editor, widget and every-workflow checks need every file named.
+EVERY_WORKFLOW = {"test_editor", "test_workflow_widgets", "test_server"}
+FAMILY_USERS = {"flux": {"test_flux_workflows", "test_pulid_workflows"} | EVERY_WORKFLOW,
+                "pulid": {"test_pulid_workflows"} | EVERY_WORKFLOW,
+                "photomaker": {"test_photomaker_workflows"} | EVERY_WORKFLOW}
 
 
 def families_needed(session) -> set[str]:
@@ -37,7 +39,7 @@ def model_dirs(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("models")
     dirs = {name: root / name for name in ("checkpoints", "ipadapter", "instantid", "insightface", "clip_vision",
                                            "controlnet", "diffusion_models", "vae", "text_encoders", "style_models",
-                                           "pulid", "facexlib")}
+                                           "pulid", "facexlib", "photomaker")}
     for d in dirs.values():
         d.mkdir()
     ckpt = dirs["checkpoints"]
@@ -79,6 +81,8 @@ def model_dirs(tmp_path_factory, request):
         write_flux_files(dirs)
     if "pulid" in families:
         write_pulid_files(dirs)
+    if "photomaker" in families:
+        write_photomaker_files(dirs)
     return dirs
 
 
@@ -125,6 +129,30 @@ def write_pulid_files(dirs: dict) -> None:
               str(dirs["pulid"] / "pulid_flux_v0.9.1.safetensors"))
     eva_files.write_eva02_l_336(dirs["clip_vision"] / "EVA02_CLIP_L_336_psz14_s6B.pt")
     face_parsing_files.write_bisenet(dirs["facexlib"] / "parsing_bisenet.pth")
+
+
+def write_photomaker_files(dirs: dict) -> None:
+    """PhotoMaker v2 as published (`photomaker-v2.bin`: the real ViT-L/14 tower, the ArcFace perceiver, a LoRA on
+    every attention of the UNet) with the projections / fuse module at the tiny SDXL's text widths (as the IP-Adapter
+    files here have the tiny models' token side); a v1 file beside it (a 2-layer tower: only its version is used, by
+    a fault); the buffalo_l pack the reference takes the ArcFace embedding from."""
+    import comfy.sd
+
+    from support import face_models, tiny_models
+    from support import photomaker_files as pf
+
+    tiny_models.register()
+    model, clip, _, _ = comfy.sd.load_checkpoint_guess_config(str(dirs["checkpoints"] / "tiny_sdxl.safetensors"),
+                                                              output_vae=False)
+    cond, _ = clip.encode_from_tokens(clip.tokenize("x"), return_pooled=True)
+    l_width = clip.cond_stage_model.clip_l.transformer.text_model.embeddings.token_embedding.weight.shape[1]
+    projections = (l_width, cond.shape[-1] - l_width)
+    lora = {k: v.half() for k, v in pf.lora_weights(pf.diffusers_attention_paths(model), rank=4, seed=1).items()}
+    v2 = {k: v.half() for k, v in pf.id_encoder_v2(seed=3, projections=projections).items()}
+    pf.write(dirs["photomaker"] / "photomaker-v2.bin", v2, lora)
+    pf.write(dirs["photomaker"] / "photomaker-v1.bin", pf.id_encoder_v1(seed=2, layers=2, projections=projections),
+             lora)
+    face_models.write_pack(dirs["insightface"], "buffalo_l")
 
 
 @pytest.fixture(scope="session")

@@ -75,8 +75,6 @@ def test_broken_link_is_refused_with_node_errors(server):
 
 
 def test_shipped_workflows_are_templates_and_run(server):
-    import json
-
     from support.comfy_env import PACK_ROOT
 
     templates = server.get("/api/workflow_templates")

@@ -18,8 +18,7 @@ def env(tiny, tmp_path_factory):
 
     path = tiny.write_checkpoint(tmp_path_factory.mktemp("tr_ckpt") / "tiny_sdxl.safetensors", "tiny_sdxl", seed=0)
     model, clip, _, _ = comfy.sd.load_checkpoint_guess_config(str(path))
-    width = \
-        clip.encode_from_tokens(clip.tokenize("x"), return_pooled=True)[0].shape[-1]
+    width = clip.encode_from_tokens(clip.tokenize("x"), return_pooled=True)[0].shape[-1]
     return dict(model=model, clip=clip, width=width)
 
 

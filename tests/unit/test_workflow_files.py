@@ -18,6 +18,7 @@ MODEL_INPUTS = {
     ("InfuseIPAdapterLoader", "ipadapter_file"): "ipadapter",
     ("InfuseLoadInstantID", "instantid_file"): "instantid",
     ("InfuseLoadPuLID", "pulid_file"): "pulid",
+    ("InfuseLoadPhotoMaker", "photomaker_file"): "photomaker",
     ("InfuseLoadPuLID", "eva_clip"): "clip_vision",
     ("InfuseLoadPuLID", "face_parser"): "facexlib",
     ("InfuseLoadIDMVTON", "tryon_unet"): "diffusion_models",
