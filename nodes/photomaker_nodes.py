@@ -44,7 +44,8 @@ class InfusePhotoMaker(InfuseNode):
             inputs=[
                 io.Model.Input("model", tooltip="The SDXL model; PhotoMaker's LoRA is applied to it."),
                 io.Clip.Input("clip", tooltip="The SDXL checkpoint's CLIP: the prompt is encoded here."),
-                PhotoMakerType.Input("photomaker", tooltip="From Infuse Load PhotoMaker."),
+                PhotoMakerType.Input("photomaker",
+                                     tooltip="The PhotoMaker file (v1 or v2) from Infuse Load PhotoMaker."),
                 io.Image.Input("images", tooltip="Photos of the person, one or more (a batch): each adds its ID "
                                                  "token(s) after the class word."),
                 io.String.Input("text", multiline=True, default="a photo of a man img, natural light",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .projections import DIM_HEAD, PerceiverAttention, feed_forward
+from ...core.perceiver import DIM_HEAD, PerceiverAttention, feed_forward
 
 N_VIT_LAYERS = 5
 

@@ -62,19 +62,24 @@ def ca_sites(sites: list[BlockSite]) -> list[BlockSite]:
 
 
 class PulidFluxAttention(BlockContribution):
-    def __init__(self, node: str, layers: dict, cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor, **schedule):
+    def __init__(self, node: str, layers: dict, cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor,
+                 patcher=None, **schedule):
         super().__init__(node, **schedule)
         self.layers = layers                                  # block key -> PerceiverAttentionCA
+        self.patcher = patcher                                # the layers under ComfyUI's model management
         self.tokens = {0: cond_tokens, 1: uncond_tokens}
         self._kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def sites(self):
         return list(self.layers)
 
+    def models(self) -> list:
+        return [self.patcher] if self.patcher is not None else []
+
     def _branch_kv(self, site, branch: int, like: torch.Tensor):
         key = (site, branch, like.device, like.dtype)
         if key not in self._kv:
-            layer = self.layers[site].to(like.device)
+            layer = self.layers[site].to(like.device)        # a no-op where ComfyUI loaded the patcher
             with torch.no_grad():
                 k, v = layer.id_kv(self.tokens[branch].to(like.device, next(layer.parameters()).dtype))
             self._kv[key] = (k.to(like.dtype), v.to(like.dtype))
@@ -92,8 +97,9 @@ class PulidFluxAttention(BlockContribution):
 
 
 def apply_pulid_flux(model, ca_layers: list[PerceiverAttentionCA], cond: torch.Tensor, uncond: torch.Tensor,
-                     what: str, **schedule) -> PulidFluxAttention:
-    """Register PuLID-Flux's CA layers on `model` (a clone holding a Flux model)."""
+                     what: str, patcher=None, **schedule) -> PulidFluxAttention:
+    """Register PuLID-Flux's CA layers on `model` (a clone holding a Flux model); `patcher`, a ModelPatcher over
+    them, is loaded by ComfyUI with the model."""
     targets = ca_sites(block_sites(model))
     if len(targets) != len(ca_layers):
         raise InfuseError(f"{what} has {len(ca_layers)} ID layers, made for a Flux with 19 double + 38 single blocks; "
@@ -105,6 +111,6 @@ def apply_pulid_flux(model, ca_layers: list[PerceiverAttentionCA], cond: torch.T
                               f"{site.hidden_size} wide.", "use a PuLID-Flux file made for this model.",
                               input_name="model")
     contribution = PulidFluxAttention(current_node(), {s.key: layer for s, layer in zip(targets, ca_layers)}, cond,
-                                      uncond, **schedule)
+                                      uncond, patcher, **schedule)
     add_block_contribution(model, contribution, targets)
     return contribution

@@ -16,6 +16,14 @@ class PulidModel:
     kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)   # SDXL: site n -> (W_k, W_v)
     ca_layers: list = field(default_factory=list)                                     # Flux: PerceiverAttentionCA
 
+    def ca_patcher(self):
+        """Flux: the CA layers as one ComfyUI model, loaded with the Flux model that runs them."""
+        if getattr(self, "_ca_patcher", None) is None:
+            from ..patching.managed import managed
+
+            self._ca_patcher = managed(torch.nn.ModuleList(self.ca_layers))
+        return self._ca_patcher
+
     @property
     def tokens(self) -> int:
         return getattr(self.encoder, "queries", None) or 2 * getattr(self.encoder, "tokens", 5)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ...core.errors import InfuseError
 from ...core.files import load_weights
+from ..patching.managed import managed
 from ..text_embedding.photomaker_model import PhotoMakerEncoder
 
 VISION_KEY = "vision_model.embeddings.patch_embedding.weight"
@@ -26,11 +27,7 @@ class PhotoMakerModel:
     def patcher(self):
         """The encoder under ComfyUI's model management (moved to the GPU for the encode, offloaded after)."""
         if getattr(self, "_patcher", None) is None:
-            import comfy.model_management as mm
-            import comfy.model_patcher
-
-            self._patcher = comfy.model_patcher.ModelPatcher(self.encoder, load_device=mm.get_torch_device(),
-                                                             offload_device=mm.unet_offload_device())
+            self._patcher = managed(self.encoder)
         return self._patcher
 
     @property

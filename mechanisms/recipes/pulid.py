@@ -112,7 +112,7 @@ def pulid_on_model(model, bundle: PulidBundle, face_embeds, image, weight, start
     patched = model.clone()
     schedule = dict(weight=weight, start_percent=start_percent, end_percent=end_percent, mask=attn_mask)
     if target is None:
-        apply_pulid_flux(patched, pulid.ca_layers, cond, uncond, f"'{pulid.name}'", **schedule)
+        apply_pulid_flux(patched, pulid.ca_layers, cond, uncond, f"'{pulid.name}'", pulid.ca_patcher(), **schedule)
     else:
         num_zero, auto_projection = METHODS[method][pulid.version]
         apply_pulid_sdxl(patched, pulid.kv, cond, uncond, f"'{pulid.name}'",

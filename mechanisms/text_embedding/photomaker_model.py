@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..decoupled_attention.projections import FacePerceiverResampler
+from ...core.perceiver import FacePerceiverResampler
 
 EMBED = 2048                 # SDXL's text embedding: CLIP-L 768 + CLIP-G 1280
 PROJECTIONS = (768, 1280)

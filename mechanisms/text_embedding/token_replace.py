@@ -59,7 +59,8 @@ def expand_word(clip, tokens: dict, trigger: str, copies: int, input_name: str =
                               input_name=input_name)
         return batch[:i] + [batch[i - 1]] * (copies - 1) + batch[i + 1:], i - 1
 
-    return _edit_at(clip, tokens, word_token(clip, trigger, trigger_input), trigger, copies, edit, input_name)
+    return _edit_at(clip, tokens, word_token(clip, trigger, trigger_input), trigger, copies, edit, input_name,
+                    "right after the class word it stands for")
 
 
 MODES = ("replace", "after")
@@ -76,18 +77,19 @@ def place_word(clip, tokens: dict, word: str, copies: int, mode: str = "replace"
     def edit(batch, i, tokenizer):
         return batch[:i + keep] + [batch[i]] * copies + batch[i + 1:], i + keep
 
-    return _edit_at(clip, tokens, word_token(clip, word, word_input), word, copies, edit, input_name)
+    return _edit_at(clip, tokens, word_token(clip, word, word_input), word, copies, edit, input_name,
+                    "where the image stands")
 
 
-def _edit_at(clip, tokens: dict, token_id: int, word: str, copies: int, edit, input_name: str):
+def _edit_at(clip, tokens: dict, token_id: int, word: str, copies: int, edit, input_name: str, place: str):
     out, where = {}, set()
     for key, batches in tokens.items():
         spots = [(b, i) for b, batch in enumerate(batches) for i, t in enumerate(batch) if t[0] == token_id]
         if len(spots) != 1:
             said = "does not contain" if not spots else f"contains {len(spots)} times"
             raise InfuseError(f"the prompt {said} the word {word!r}.",
-                              f"write {word!r} once where the image stands, e.g. 'a photo of a man {word}, in the "
-                              "snow'.", input_name=input_name)
+                              f"write {word!r} once, {place}, e.g. 'a photo of a man {word}, in the snow'.",
+                              input_name=input_name)
         b, i = spots[0]
         batch, tokenizer = batches[b], _tokenizer(clip, key)
         edited, row = edit(batch, i, tokenizer)

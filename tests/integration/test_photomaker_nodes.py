@@ -89,7 +89,7 @@ def test_v2_stacks_every_photo(tiny, env):
 
 
 @pytest.mark.parametrize("case,input_name,text", [
-    ("no_trigger", "text", "the prompt does not contain the word 'img'"),
+    ("no_trigger", "text", "does not contain the word 'img'. Fix: write 'img' once, right after the class word"),
     ("trigger_twice", "text", "contains 2 times the word 'img'"),
     ("trigger_first", "text", "does not follow a word"),
     ("several_token_trigger", "trigger_word", "'photomaker' is 2 tokens in CLIP's vocabulary (photom, aker)"),

@@ -98,6 +98,16 @@ def test_weight_acts_weight_zero_and_outside_the_range_are_plain(env, tiny, file
     assert torch.equal(sample(tiny, model, flux), plain)                   # nothing left on the input model
 
 
+def test_flux_id_layers_are_loaded_by_comfyui_with_the_model(env):
+    from comfyui_infuse.mechanisms.patching.dispatcher import ADDITIONAL_MODELS_KEY
+
+    pulid = load("pulid_flux_v0.9.1.safetensors")[0].model
+    patched = apply(env, env["flux"], "pulid_flux_v0.9.1.safetensors")
+    extra = patched.get_additional_models_with_key(ADDITIONAL_MODELS_KEY)
+    assert extra == [pulid.ca_patcher()] and list(extra[0].model) == pulid.ca_layers
+    assert env["flux"].get_additional_models_with_key(ADDITIONAL_MODELS_KEY) == []
+
+
 def test_sdxl_methods_differ(env, tiny):
     runs = [sample(tiny, apply(env, env["sdxl"], "pulid_v1.bin", method=m)) for m in ("fidelity", "style", "neutral")]
     assert not torch.equal(runs[0], runs[1]) and not torch.equal(runs[1], runs[2])
