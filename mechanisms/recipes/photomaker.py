@@ -66,8 +66,9 @@ def photomaker_on(model, clip, photomaker: PhotoMakerModel, images, text: str, t
     """(model with the file's LoRA, positive CONDITIONING)."""
     check_inputs(model, clip, photomaker, images, face_embeds, text, trigger_word)
     check_percent_range(start_percent, end_percent)
-    if _text_width(clip) != photomaker.encoder.embed:
-        raise InfuseError(f"the CLIP gives {_text_width(clip)}-wide text embeddings; '{photomaker.name}' fuses "
+    width = _text_width(clip)
+    if width != photomaker.encoder.embed:
+        raise InfuseError(f"the CLIP gives {width}-wide text embeddings; '{photomaker.name}' fuses "
                           f"{photomaker.encoder.embed}-wide ones (SDXL's CLIP-L + CLIP-G).",
                           "connect the CLIP of the SDXL checkpoint.", input_name="clip")
     rows = id_rows(photomaker, images, face_embeds)

@@ -31,6 +31,8 @@ def env(tiny, tmp_path_factory):
     lora = pf.lora_weights(pf.diffusers_attention_paths(model), rank=4, seed=1)
     pf.write(root / "photomaker" / "photomaker-v1.bin", pf.id_encoder_v1(seed=2, **tower), lora)
     pf.write(root / "photomaker" / "photomaker-v2.safetensors", pf.id_encoder_v2(seed=3, **tower), lora)
+    real_width = dict(tower, projections=(768, 1280))          # SDXL's real text widths: not the tiny CLIP's
+    pf.write(root / "photomaker" / "photomaker-v1-2048.bin", pf.id_encoder_v1(seed=4, **real_width), {})
     faces = [face_models.face_image([(6, 7)], 640, 640), face_models.face_image([(9, 5)], 640, 640),
              face_models.face_image([], 640, 640)]
     photos = torch.stack([torch.from_numpy(f).float() / 255 for f in faces])
@@ -97,6 +99,7 @@ def test_v2_stacks_every_photo(tiny, env):
     ("v1_with_face_embeds", "face_embeds", "is PhotoMaker v1, which takes no face embedding"),
     ("v2_without_face_embeds", "face_embeds", "it needs the ArcFace embedding of each photo"),
     ("sd15_model", "model", "PhotoMaker is made for SDXL; the model is SD15"),
+    ("clip_of_another_width", "clip", "the CLIP gives 160-wide text embeddings; 'photomaker-v1-2048.bin' fuses 2048"),
 ])
 def test_bad_input_is_named_before_anything_is_encoded(env, case, input_name, text, monkeypatch):
     from comfyui_infuse.mechanisms.text_embedding import photomaker_model
@@ -110,7 +113,8 @@ def test_bad_input_is_named_before_anything_is_encoded(env, case, input_name, te
                                          face_embeds=analysis(photos, "pass_through")),
           "v1_with_face_embeds": dict(face_embeds=analysis(photos[:1])),
           "v2_without_face_embeds": dict(file="photomaker-v2.safetensors"),
-          "sd15_model": dict(model=env["sd15"])}[case]
+          "sd15_model": dict(model=env["sd15"]),
+          "clip_of_another_width": dict(file="photomaker-v1-2048.bin")}[case]
     monkeypatch.setattr(photomaker_model.PhotoMakerEncoder, "id_rows", lambda *a: pytest.fail("encoded first"))
     with pytest.raises(InfuseError) as e:
         apply(env, **kw)
