@@ -38,10 +38,11 @@ def test_detected_box_and_keypoints_are_where_the_face_is(analyzer):
 
 
 def test_embeddings_differ_between_faces_and_repeat_for_the_same(analyzer):
-    a = analyze(analyzer, as_image(fm.face_image([(3, 3)], 640, 640), fm.face_image([(12, 10)], 640, 640),
-                                   fm.face_image([(3, 3)], 640, 640)))
-    assert not torch.allclose(a.embedding[0], a.embedding[1])
-    assert torch.equal(a.embedding[0], a.embedding[2])
+    a = analyze(analyzer, as_image(fm.face_image([(3, 3)], 640, 640), fm.face_image([(12, 10)], 640, 640, marked=True),
+                                   fm.face_image([(3, 3)], 640, 640), fm.face_image([(12, 10)], 640, 640)))
+    assert (a.normed[0] @ a.normed[1]).item() < 0.99         # another person
+    assert torch.equal(a.embedding[0], a.embedding[2])        # the same photo
+    assert (a.normed[0] @ a.normed[3]).item() > 0.9999        # the same person elsewhere in the frame
 
 
 def test_selection_largest_left_to_right_and_index(analyzer):

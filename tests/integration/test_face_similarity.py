@@ -18,17 +18,13 @@ def pack(tmp_path_factory):
     folder_paths.add_model_folder_path("insightface", str(root))
 
 
-def image(cells, pattern=False):
-    img = torch.from_numpy(face_models.face_image(cells, 640, 640)).float() / 255
-    if pattern:                                    # another "face": a bright square with a darker left half
-        for cx, cy in cells:
-            img[cy * 32:(cy + 1) * 32, cx * 32:cx * 32 + 16] = 0.55
-    return img[None]
+def image(cells, marked=False):
+    return torch.from_numpy(face_models.face_image(cells, 640, 640, marked)).float()[None] / 255
 
 
 def test_scores_per_image_with_a_clear_value_where_there_is_no_face(pack):
     reference = InfuseFaceAnalysis.execute(image([(6, 7)]), "antelopev2", 640, "largest", 0, 224).args[0]
-    batch = torch.cat([image([(10, 3)]), image([], ), image([(4, 12)], pattern=True)])
+    batch = torch.cat([image([(10, 3)]), image([], ), image([(4, 12)], marked=True)])
     out = InfuseFaceSimilarity.execute(reference, batch, 640, "largest")
     scores, text, drawn = out.args
     assert scores[0] == pytest.approx(1.0, abs=1e-4)

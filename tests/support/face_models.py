@@ -108,11 +108,16 @@ def write_pack(insightface_root: Path, name: str = "antelopev2", nested: bool = 
     return folder
 
 
-def face_image(cells: list[tuple[int, int]], width: int = 320, height: int = 256) -> np.ndarray:
-    """An RGB uint8 image, black with a white 32x32 square at each (column, row) stride-32 cell: one face each."""
+def face_image(cells: list[tuple[int, int]], width: int = 320, height: int = 256, marked: bool = False) -> np.ndarray:
+    """An RGB uint8 image, black with a white 32x32 square at each (column, row) stride-32 cell: one face each.
+
+    Every plain square is the same person: its aligned crop is the same wherever it lies. `marked` gives each square
+    a darker left half, another person to the recogniser."""
     img = np.zeros((height, width, 3), dtype=np.uint8)
     for cx, cy in cells:
         img[cy * 32:(cy + 1) * 32, cx * 32:(cx + 1) * 32] = 255
+        if marked:
+            img[cy * 32:(cy + 1) * 32, cx * 32:cx * 32 + 16] = 140
     return img
 
 
