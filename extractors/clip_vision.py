@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import InfuseError
+from ..core.managed import managed
 from ..core.records import ImageEmbeds
 from .deps import require
 from .siglip_pooling import head_of, read_head, remember_head
@@ -174,9 +175,6 @@ class OpenClipVision:
     """An open-clip image tower (`model.visual`) under ComfyUI's model management (the INFUSE_CLIP_VISION type)."""
 
     def __init__(self, arch: str, visual: torch.nn.Module):
-        import comfy.model_management as mm
-        import comfy.model_patcher
-
         self.arch = arch
         self.name = f"open_clip:{arch}"
         self.visual = visual.eval().requires_grad_(False)
@@ -184,8 +182,7 @@ class OpenClipVision:
         self.size = size[0] if isinstance(size, (tuple, list)) else size
         self.mean = getattr(visual, "image_mean", None) or OPENAI_MEAN
         self.std = getattr(visual, "image_std", None) or OPENAI_STD
-        self.patcher = comfy.model_patcher.ModelPatcher(visual, load_device=mm.get_torch_device(),
-                                                        offload_device=mm.unet_offload_device())
+        self.patcher = managed(visual)
 
     @torch.no_grad()
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ import torch
 
 from ..core.errors import InfuseError
 from ..core.files import load_weights
+from ..core.managed import managed
 from .deps import require
 
 TIMM_ARCH = "eva02_large_patch14_clip_336"
@@ -31,12 +32,8 @@ def _unwrap(sd: dict) -> dict:
 
 class EvaClipVision:
     def __init__(self, model: torch.nn.Module):
-        import comfy.model_management as mm
-        import comfy.model_patcher
-
         self.model = model.eval().requires_grad_(False)
-        self.patcher = comfy.model_patcher.ModelPatcher(self.model, load_device=mm.get_torch_device(),
-                                                        offload_device=mm.unet_offload_device())
+        self.patcher = managed(self.model)
 
     @torch.no_grad()
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..core.errors import InfuseError
 from ..core.files import load_weights
+from ..core.managed import managed
 
 NUM_CLASS = 19
 MEAN = (0.485, 0.456, 0.406)
@@ -155,12 +156,8 @@ class FaceParser:
     """A loaded BiSeNet on ComfyUI's devices, run in fp32 (as facexlib runs it for PuLID)."""
 
     def __init__(self, model: BiSeNet):
-        import comfy.model_management as mm
-        import comfy.model_patcher
-
         self.model = model.float().eval().requires_grad_(False)
-        self.patcher = comfy.model_patcher.ModelPatcher(self.model, load_device=mm.get_torch_device(),
-                                                        offload_device=mm.unet_offload_device())
+        self.patcher = managed(self.model)
 
     @torch.no_grad()
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ class PulidModel:
     def ca_patcher(self):
         """Flux: the CA layers as one ComfyUI model, loaded with the Flux model that runs them."""
         if getattr(self, "_ca_patcher", None) is None:
-            from ..patching.managed import managed
+            from ...core.managed import managed
 
             self._ca_patcher = managed(torch.nn.ModuleList(self.ca_layers))
         return self._ca_patcher

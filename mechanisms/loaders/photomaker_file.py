@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ...core.errors import InfuseError
 from ...core.files import load_weights
-from ..patching.managed import managed
+from ...core.managed import managed
 from ..text_embedding.photomaker_model import PhotoMakerEncoder
 
 VISION_KEY = "vision_model.embeddings.patch_embedding.weight"

@@ -1,4 +1,4 @@
-"""Modules a mechanism runs beside the model (an encoder, adapter layers), under ComfyUI's model management: loaded
+"""Modules run beside the model (an encoder, adapter layers), under ComfyUI's model management: loaded
 to the GPU with the model (or for an encode), offloaded and counted like any model."""
 from __future__ import annotations
 
