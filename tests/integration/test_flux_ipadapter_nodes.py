@@ -142,12 +142,12 @@ def test_bad_input_is_named(env, kw, input_name, text, monkeypatch):
     assert "Fix:" in str(e.value)
 
 
-def test_sd_adapter_on_flux_and_flux_adapter_on_sd_are_refused(env, tiny, tmp_path):
+def test_sd_adapter_on_flux_and_flux_adapter_on_sd_are_refused(env, tiny, tmp_path, model_folder):
     from support import ipadapter_files as f
 
     f.write(tmp_path / "sd15.safetensors", f.image_proj("linear", cross=tiny.MODELS["tiny_sd15"][1]["context_dim"]),
             f.ip_layers([320] * 16, tiny.MODELS["tiny_sd15"][1]["context_dim"]))
-    folder_paths.add_model_folder_path("ipadapter", str(tmp_path))
+    model_folder("ipadapter", tmp_path)
     with pytest.raises(InfuseError, match=r"input 'ipadapter': 'sd15.safetensors' is an SD1.5 IP-Adapter but the "
                                           r"model is Flux\..*Fix: use a Flux IP-Adapter"):
         apply(env, "sd15.safetensors")
@@ -162,7 +162,7 @@ def test_a_mask_of_another_aspect_is_named_when_sampling_starts(env):
         sample(env, patched)
 
 
-def test_a_truncated_file_and_a_pickle_that_runs_code_are_refused(env, tmp_path):
+def test_a_truncated_file_and_a_pickle_that_runs_code_are_refused(env, tmp_path, model_folder):
     from comfyui_infuse.nodes.convert_nodes import InfuseConvertToSafetensors
 
     import torch as t
@@ -171,7 +171,7 @@ def test_a_truncated_file_and_a_pickle_that_runs_code_are_refused(env, tmp_path)
 
     folder = tmp_path / "bad"
     folder.mkdir()
-    folder_paths.add_model_folder_path("ipadapter", str(folder))
+    model_folder("ipadapter", folder)
     whole = ff.write_xlabs(tmp_path / "whole.safetensors", ff.xlabs(WIDTH, DOUBLE))
     faults_files.truncated_copy(whole, folder / "flux-truncated.safetensors")
     with pytest.raises(InfuseError, match="'flux-truncated.safetensors' could not be read; it is truncated"):
@@ -186,12 +186,12 @@ def test_a_truncated_file_and_a_pickle_that_runs_code_are_refused(env, tmp_path)
     assert not marker.exists() and not (folder / "flux-evil.safetensors").exists()
 
 
-def test_instantx_bin_converts_to_safetensors_that_load_the_same(env, tmp_path):
+def test_instantx_bin_converts_to_safetensors_that_load_the_same(env, tmp_path, model_folder):
     from comfyui_infuse.nodes.convert_nodes import InfuseConvertToSafetensors
 
     folder = tmp_path / "convert"
     folder.mkdir()
-    folder_paths.add_model_folder_path("ipadapter", str(folder))
+    model_folder("ipadapter", folder)
     image_proj, ip_layers = ff.instantx(WIDTH, DOUBLE + SINGLE, seed=5)
     ff.write_instantx(folder / "instantx-flux.bin", image_proj, ip_layers)
     info = InfuseConvertToSafetensors.execute("ipadapter/instantx-flux.bin").result[0]

@@ -212,12 +212,12 @@ def test_sdxl_adapter_on_sd15_model(env, sd15):
                                    "IP-Adapter but the model is SD1.5.")
 
 
-def test_encoder_of_the_wrong_width(env, sd15, tmp_path):
+def test_encoder_of_the_wrong_width(env, sd15, tmp_path, model_folder):
     model, _ = sd15
     wide = f.image_proj("linear", cross=64, clip_pooled=POOLED + 8)
     f.write(tmp_path / "ipadapter" / "wide.safetensors", wide,
             f.ip_layers([s.inner_dim for s in model_sites(model)], 64))
-    folder_paths.add_model_folder_path("ipadapter", str(tmp_path / "ipadapter"))
+    model_folder("ipadapter", tmp_path / "ipadapter")
     with pytest.raises(InfuseError, match=r"input 'open_clip': the image embeds have pooled embeds 24 wide, "
                                           r"but 'wide.safetensors' .* takes 32"):
         apply(model, load("wide.safetensors"), image=image(), open_clip=encoder())
